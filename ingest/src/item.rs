@@ -1,0 +1,103 @@
+//! STAC items: reading them and resolving their asset hrefs.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use stac::Item;
+
+use crate::{Error, Result};
+
+/// Replaces an href prefix, e.g. to read a bucket's files from a local mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HrefRewrite {
+    /// Prefix to replace, e.g. `https://sentinel-cogs.s3.us-west-2.amazonaws.com/`.
+    pub prefix: String,
+    /// What replaces it: a directory, URL prefix or `file://` URL.
+    pub replace: String,
+}
+
+/// A STAC item with the directory its relative hrefs are resolved against.
+#[derive(Debug, Clone)]
+pub struct SceneItem {
+    /// The item.
+    pub item: Item,
+    /// Where relative hrefs point from: the item file's directory.
+    pub base_dir: PathBuf,
+}
+
+impl SceneItem {
+    /// Reads an item from a JSON file.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadItem { path: path.into(), source })?;
+        let item: Item =
+            serde_json::from_slice(&bytes).map_err(|source| Error::ParseItem { path: path.into(), source })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self { item, base_dir })
+    }
+
+    /// The item id.
+    pub fn id(&self) -> &str {
+        &self.item.id
+    }
+
+    /// Acquisition time: `datetime`, or `start_datetime` for items with a range.
+    pub fn datetime(&self) -> Result<DateTime<Utc>> {
+        let p = &self.item.properties;
+        p.datetime.or(p.start_datetime).ok_or_else(|| Error::InvalidItem {
+            item: self.item.id.clone(),
+            what: "no datetime or start_datetime".into(),
+        })
+    }
+
+    /// The grid tile the scene belongs to: `grid:code`, else MGRS from `mgrs:*` or
+    /// `s2:mgrs_tile`.
+    pub fn grid_id(&self) -> Option<String> {
+        let f = &self.item.properties.additional_fields;
+        if let Some(code) = f.get("grid:code").and_then(|v| v.as_str()) {
+            return Some(code.to_string());
+        }
+        if let (Some(zone), Some(band), Some(square)) = (
+            f.get("mgrs:utm_zone").and_then(|v| v.as_u64()),
+            f.get("mgrs:latitude_band").and_then(|v| v.as_str()),
+            f.get("mgrs:grid_square").and_then(|v| v.as_str()),
+        ) {
+            return Some(format!("MGRS-{zone:02}{band}{square}"));
+        }
+        f.get("s2:mgrs_tile").and_then(|v| v.as_str()).map(|t| format!("MGRS-{t}"))
+    }
+
+    /// The first of `keys` that names an asset of the item, with its href after `rewrites`.
+    pub fn asset_href(&self, keys: &[&str], rewrites: &[HrefRewrite]) -> Option<(String, String)> {
+        keys.iter().find_map(|k| {
+            self.item.assets.get(*k).map(|a| ((*k).to_string(), rewrite(&a.href, rewrites)))
+        })
+    }
+}
+
+/// Applies the first rewrite whose prefix matches.
+pub fn rewrite(href: &str, rewrites: &[HrefRewrite]) -> String {
+    for r in rewrites {
+        if let Some(rest) = href.strip_prefix(&r.prefix) {
+            return format!("{}{}", r.replace, rest);
+        }
+    }
+    href.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_matching_rewrite_wins() {
+        let rw = [
+            HrefRewrite { prefix: "https://a/".into(), replace: "/mirror/a/".into() },
+            HrefRewrite { prefix: "https://".into(), replace: "/mirror/".into() },
+        ];
+        assert_eq!(rewrite("https://a/x.tif", &rw), "/mirror/a/x.tif");
+        assert_eq!(rewrite("https://b/x.tif", &rw), "/mirror/b/x.tif");
+        assert_eq!(rewrite("s3://b/x.tif", &rw), "s3://b/x.tif");
+    }
+}

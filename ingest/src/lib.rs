@@ -1,0 +1,37 @@
+//! terrastream-ingest: from STAC items and Cloud-Optimized GeoTIFFs to chip batches.
+//!
+//! A scene (one STAC item) is read band by band with range requests for only the tiles a chip
+//! row needs, co-registered onto the grid of its finest band, cut into square chips and emitted
+//! as Arrow record batches that follow the chip-batch contract in [`schema`].
+//!
+//! - [`schema`]: the chip-batch schema (column names, types, version).
+//! - [`bands`]: Sentinel-2 L2A band table in TerraMind order, per-provider asset keys.
+//! - [`item`]: loading STAC items and resolving their asset hrefs.
+//! - [`store`]: hrefs to `object_store` locations.
+//! - [`cog`]: COG window reads with a bounded decoded-tile cache.
+//! - [`geo`]: affine transforms, CRS handling and footprints (WKB, EPSG:4326).
+//! - [`grid`]: chip grids (size, stride, edge policy).
+//! - [`resample`]: nearest and bilinear resampling between grids.
+//! - [`scene`]: the scene source: one item into a stream of chip batches.
+//! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
+//! - [`stream`]: the `ChipStream` type and its adapter.
+
+#![deny(missing_docs)]
+
+pub mod bands;
+pub mod cog;
+mod error;
+pub mod geo;
+pub mod grid;
+pub mod item;
+pub mod ledger;
+pub mod resample;
+pub mod scene;
+pub mod schema;
+pub mod store;
+pub mod stream;
+
+pub use error::{CogError, Error, Result};
+pub use ledger::{ChipLedger, LedgerSnapshot};
+pub use scene::{SceneOptions, SceneSource};
+pub use stream::{ChipStream, ChipStreamAdapter};

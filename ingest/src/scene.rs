@@ -1,0 +1,328 @@
+//! The scene source: STAC items in, a stream of chip batches out (one batch per chip row).
+//!
+//! Each item's band assets are opened first (so a missing or broken asset fails before any
+//! chip is emitted), then chip rows are read top to bottom: every band is read for the strip of
+//! the scene under the row, resampled onto the grid of the finest band, and cut into chips.
+//! A scene that fails is recorded in the [`ChipLedger`] with its reason and the stream moves on
+//! to the next scene.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BinaryBuilder, Float32Builder, Int32Builder, StringBuilder};
+use arrow_array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StructArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{ArrowError, SchemaRef};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::bands::{ModalityBands, Resampling, S2_SCL, SCL_CLOUD_CLASSES};
+use crate::cog::Cog;
+use crate::geo::{Footprint, GeoTransform, ToWgs84};
+use crate::grid::{ChipGrid, EdgePolicy};
+use crate::item::{HrefRewrite, SceneItem};
+use crate::ledger::ChipLedger;
+use crate::schema::{self, PixelColumn};
+use crate::stream::{ChipStream, ChipStreamAdapter};
+use crate::{Error, Result};
+
+/// How scenes are cut into chips.
+#[derive(Debug, Clone)]
+pub struct SceneOptions {
+    /// The modality to read, e.g. [`crate::bands::S2L2A`].
+    pub modality: ModalityBands,
+    /// Chip side in pixels of the scene grid (the finest band).
+    pub chip_size: usize,
+    /// Distance between chip origins in pixels.
+    pub stride: usize,
+    /// Edge handling.
+    pub edge: EdgePolicy,
+    /// Href rewrites applied to every asset.
+    pub rewrites: Vec<HrefRewrite>,
+    /// Read the scene classification layer, when the item has one, for `cloud_fraction`.
+    pub cloud_mask: bool,
+}
+
+/// Reads scenes into chip batches.
+#[derive(Debug, Clone)]
+pub struct SceneSource {
+    options: Arc<SceneOptions>,
+    ledger: Arc<ChipLedger>,
+}
+
+/// One band asset of an open scene.
+#[derive(Debug)]
+struct BandAsset {
+    key: String,
+    href: String,
+    cog: Cog,
+}
+
+/// A scene whose assets are open and whose grid is known.
+#[derive(Debug)]
+pub struct OpenScene {
+    item: SceneItem,
+    bands: Vec<BandAsset>,
+    scl: Option<BandAsset>,
+    /// The scene grid: transform of the finest band.
+    transform: GeoTransform,
+    epsg: u32,
+    grid: ChipGrid,
+    proj: ToWgs84,
+}
+
+impl SceneSource {
+    /// A source with `options` that counts chips in `ledger`.
+    pub fn new(options: SceneOptions, ledger: Arc<ChipLedger>) -> Result<Self> {
+        ChipGrid::new(1, 1, options.chip_size, options.stride, options.edge)?;
+        Ok(Self { options: Arc::new(options), ledger })
+    }
+
+    /// The pixel column this source fills.
+    pub fn pixel_column(&self) -> PixelColumn {
+        let o = &self.options;
+        PixelColumn { name: o.modality.name.into(), channels: o.modality.bands.len(), height: o.chip_size, width: o.chip_size }
+    }
+
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        schema::chip_schema(&[self.pixel_column()])
+    }
+
+    /// Opens every band asset of `item` and works out its chip grid.
+    pub async fn open(&self, item: SceneItem) -> Result<OpenScene> {
+        let o = &self.options;
+        let mut bands = Vec::with_capacity(o.modality.bands.len());
+        for band in o.modality.bands {
+            let (key, href) = item.asset_href(band.asset_keys, &o.rewrites).ok_or_else(|| Error::MissingAsset {
+                item: item.id().to_string(),
+                band: band.name.to_string(),
+                keys: band.asset_keys.iter().map(ToString::to_string).collect(),
+            })?;
+            bands.push(open_asset(&item, key, href).await?);
+        }
+        let scl = match (o.cloud_mask, item.asset_href(S2_SCL.asset_keys, &o.rewrites)) {
+            (true, Some((key, href))) => Some(open_asset(&item, key, href).await?),
+            _ => None,
+        };
+        // The finest band defines the grid; ties go to the first in band order.
+        let finest = bands
+            .iter()
+            .min_by(|a, b| a.cog.info().transform.res_x().total_cmp(&b.cog.info().transform.res_x()))
+            .ok_or_else(|| Error::InvalidItem { item: item.id().into(), what: "modality has no bands".into() })?;
+        let info = finest.cog.info();
+        let epsg = info.epsg.ok_or_else(|| Error::Asset {
+            item: item.id().into(),
+            asset: finest.key.clone(),
+            href: finest.href.clone(),
+            source: crate::CogError::NotGeoreferenced("no EPSG code in the GeoKeys".into()),
+        })?;
+        for b in bands.iter().chain(scl.iter()) {
+            let found = b.cog.info().epsg.unwrap_or(0);
+            if found != epsg {
+                return Err(Error::MixedCrs { item: item.id().into(), asset: b.key.clone(), expected: epsg, found });
+            }
+        }
+        let grid = ChipGrid::new(info.width, info.height, o.chip_size, o.stride, o.edge)?;
+        let transform = info.transform;
+        Ok(OpenScene { bands, scl, transform, epsg, grid, proj: ToWgs84::new(epsg)?, item })
+    }
+
+    /// Streams the chips of `items`, in order, one batch per chip row. Reading runs on a
+    /// spawned task ahead of the consumer by at most `prefetch` batches.
+    pub fn stream(&self, items: Vec<SceneItem>, prefetch: usize) -> ChipStream {
+        let (tx, rx) = mpsc::channel(prefetch.max(1));
+        let source = self.clone();
+        tokio::spawn(async move {
+            for item in items {
+                let id = item.id().to_string();
+                if let Err(e) = source.send_scene(item, &tx).await {
+                    let reason = error_chain(&e);
+                    warn!(scene = %id, "scene failed: {reason}");
+                    source.ledger.add_failed_scene(&id, reason);
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) });
+        ChipStreamAdapter::new(self.schema(), stream.boxed()).boxed()
+    }
+
+    async fn send_scene(&self, item: SceneItem, tx: &mpsc::Sender<RecordBatch>) -> Result<()> {
+        let scene = self.open(item).await?;
+        info!(scene = scene.item.id(), chips = scene.grid.len(), epsg = scene.epsg, "scene open");
+        self.ledger.add_planned(scene.grid.len() as u64);
+        let schema = self.schema();
+        for (row_idx, &ro) in scene.grid.row_offsets().iter().enumerate() {
+            let batch = scene.read_chip_row(&schema, &self.options, row_idx, ro).await?;
+            self.ledger.add_read(batch.num_rows() as u64);
+            if tx.send(batch).await.is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn open_asset(item: &SceneItem, key: String, href: String) -> Result<BandAsset> {
+    let asset_err = |source| Error::Asset { item: item.id().into(), asset: key.clone(), href: href.clone(), source };
+    let location = crate::store::open(&href, &item.base_dir)?;
+    let cog = Cog::open(&location).await.map_err(asset_err)?;
+    Ok(BandAsset { key, href, cog })
+}
+
+/// `error: cause: cause` on one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl OpenScene {
+    /// The scene's chip grid.
+    pub fn grid(&self) -> &ChipGrid {
+        &self.grid
+    }
+
+    async fn read_band(&self, b: &BandAsset, dst: &GeoTransform, w: usize, h: usize, m: Resampling) -> Result<Vec<f32>> {
+        let raster = b.cog.read_onto(0, dst, w, h, m).await.map_err(|source| Error::Asset {
+            item: self.item.id().into(),
+            asset: b.key.clone(),
+            href: b.href.clone(),
+            source,
+        })?;
+        Ok(raster.data)
+    }
+
+    async fn read_chip_row(
+        &self,
+        schema: &SchemaRef,
+        options: &SceneOptions,
+        row_idx: usize,
+        ro: usize,
+    ) -> Result<RecordBatch> {
+        let chip = options.chip_size;
+        let cols = self.grid.col_offsets();
+        let strip_w = cols.last().map_or(0, |c| c + chip);
+        let strip_t = self.transform.offset(0.0, ro as f64);
+        let method = options.modality.resampling;
+        let strips = futures::future::try_join_all(
+            self.bands.iter().map(|b| self.read_band(b, &strip_t, strip_w, chip, method)),
+        )
+        .await?;
+        let scl = match &self.scl {
+            Some(b) => Some(self.read_band(b, &strip_t, strip_w, chip, Resampling::Nearest).await?),
+            None => None,
+        };
+        // Tiles above the next strip will not be needed again.
+        let next_top = self.transform.apply(0.0, (ro + options.stride) as f64).1;
+        for b in self.bands.iter().chain(self.scl.iter()) {
+            let (_, r) = b.cog.info().transform.invert(0.0, next_top);
+            b.cog.evict_above(r.max(0.0).floor() as usize);
+        }
+
+        let n = cols.len();
+        let channels = strips.len();
+        let mut pixels = Vec::with_capacity(n * channels * chip * chip);
+        let mut valid = Vec::with_capacity(n);
+        let mut cloud = Float32Builder::with_capacity(n);
+        let mut transforms = Vec::with_capacity(n * 6);
+        let mut geometry = BinaryBuilder::new();
+        let mut bbox: [Vec<f64>; 4] = Default::default();
+        for &co in &cols {
+            for strip in &strips {
+                for r in 0..chip {
+                    pixels.extend_from_slice(&strip[r * strip_w + co..r * strip_w + co + chip]);
+                }
+            }
+            let mut n_valid = 0usize;
+            let mut n_cloud = 0usize;
+            let mut n_scl = 0usize;
+            for r in 0..chip {
+                for c in 0..chip {
+                    let i = r * strip_w + co + c;
+                    if strips.iter().all(|s| s[i].is_finite()) {
+                        n_valid += 1;
+                        if let Some(scl) = &scl {
+                            let v = scl[i];
+                            if v.is_finite() {
+                                n_scl += 1;
+                                if SCL_CLOUD_CLASSES.iter().any(|&k| f32::from(k) == v) {
+                                    n_cloud += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            valid.push(n_valid as f32 / (chip * chip) as f32);
+            match (&scl, n_scl) {
+                (Some(_), k) if k > 0 => cloud.append_value(n_cloud as f32 / k as f32),
+                _ => cloud.append_null(),
+            }
+            let t = self.transform.offset(co as f64, ro as f64);
+            transforms.extend_from_slice(&t.0);
+            let fp = Footprint::of_window(&t, chip, chip, &self.proj)?;
+            geometry.append_value(fp.to_wkb());
+            for (k, v) in fp.bbox().into_iter().enumerate() {
+                bbox[k].push(v);
+            }
+        }
+
+        let item = &self.item;
+        let datetime = item.datetime()?;
+        let mut scene_id = StringBuilder::new();
+        let mut collection = StringBuilder::new();
+        let mut grid_id = StringBuilder::new();
+        let mut chip_row = Int32Builder::new();
+        let mut chip_col = Int32Builder::new();
+        let mut crs = Int32Builder::new();
+        let grid_code = item.grid_id();
+        for col_idx in 0..n {
+            scene_id.append_value(item.id());
+            collection.append_option(item.item.collection.as_deref());
+            grid_id.append_option(grid_code.as_deref());
+            chip_row.append_value(row_idx as i32);
+            chip_col.append_value(col_idx as i32);
+            crs.append_value(self.epsg as i32);
+        }
+        let fields = schema.fields();
+        let list = |name: &str, values: ArrayRef| -> Result<ArrayRef> {
+            let field = schema.field_with_name(name)?;
+            let arrow_schema::DataType::FixedSizeList(item, size) = field.data_type() else {
+                return Err(ArrowError::SchemaError(format!("{name} is not a fixed-size list")).into());
+            };
+            Ok(Arc::new(FixedSizeListArray::try_new(Arc::clone(item), *size, values, None)?))
+        };
+        let bbox_array = StructArray::try_new(
+            schema::bbox_fields(),
+            bbox.into_iter().map(|v| Arc::new(Float64Array::from(v)) as ArrayRef).collect(),
+            None,
+        )?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(scene_id.finish()),
+            Arc::new(collection.finish()),
+            Arc::new(TimestampMicrosecondArray::from(vec![datetime.timestamp_micros(); n]).with_timezone("UTC")),
+            Arc::new(grid_id.finish()),
+            Arc::new(chip_row.finish()),
+            Arc::new(chip_col.finish()),
+            Arc::new(crs.finish()),
+            list(schema::TRANSFORM, Arc::new(Float64Array::from(transforms)))?,
+            Arc::new(geometry.finish()),
+            Arc::new(bbox_array),
+            list(options.modality.name, Arc::new(Float32Array::from(pixels)))?,
+            Arc::new(Float32Array::from(valid)),
+            Arc::new(cloud.finish()),
+        ];
+        debug_assert_eq!(columns.len(), fields.len());
+        Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    }
+}

@@ -1,0 +1,24 @@
+//! terrastream-operators: the stages between a chip source and a sink.
+//!
+//! Every stage is an [`Operator`]: it takes a [`ChipStream`] and returns one, so stages chain
+//! in any order a pipeline config names and DataFusion plans can feed or consume them.
+//!
+//! - [`operator`]: the `Operator` trait and column helpers.
+//! - [`quality_filter`]: drops chips with too little valid data or too many clouds.
+//! - [`normalize`]: standardizes pixel columns with the model's pretraining statistics.
+//! - [`embed`]: runs the TerraMind encoder on a dedicated model thread and adds `embedding`.
+
+#![deny(missing_docs)]
+
+pub mod embed;
+mod error;
+pub mod normalize;
+pub mod operator;
+pub mod quality_filter;
+
+pub use embed::{DeviceChoice, Embed, EmbedConfig};
+pub use error::{Error, Result};
+pub use normalize::{BandStats, Normalize};
+pub use operator::Operator;
+pub use quality_filter::QualityFilter;
+pub use terrastream_ingest::ChipStream;

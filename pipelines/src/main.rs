@@ -1,0 +1,74 @@
+//! The `terrastream` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use terrastream::map::{self, MapConfig};
+use terrastream::telemetry::{LogFormat, init_logging};
+
+/// Streaming Earth-observation foundation-model inference: STAC scenes in, TerraMind
+/// embeddings and maps out.
+#[derive(Debug, Parser)]
+#[command(name = "terrastream", version, about)]
+struct Cli {
+    /// Log format (level from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TERRASTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a mapping job: scenes of a config into GeoParquet embeddings.
+    Map {
+        /// The run config (TOML).
+        config: PathBuf,
+        /// Output directory, overriding `output.dir`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Map { config, out } => {
+            let mut cfg = MapConfig::from_path(&config)?;
+            if let Some(out) = out {
+                cfg.output.dir = out;
+            }
+            let summary = map::run(&cfg).await.with_context(|| format!("map {}", config.display()))?;
+            println!("{summary}");
+            for failure in &summary.chips.failed {
+                eprintln!("error: {failure}");
+            }
+            Ok(if summary.chips.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// An error and its causes on one line, with DataFusion's `External error:` wrapper removed.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace("External error: ", "")
+}

@@ -1,0 +1,111 @@
+//! Shared helpers: paths, the built binary, Python readers.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// `../shared/data`.
+pub fn shared_data() -> PathBuf {
+    repo_root().join("../shared/data")
+}
+
+/// The sample Sentinel-2 scene directory.
+pub fn s2_scene_dir() -> PathBuf {
+    shared_data().join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A")
+}
+
+/// The `terrastream` binary, built (or found up to date) by cargo once per test process, so a
+/// test never runs a stale binary.
+pub fn terrastream_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "terrastream", "--bin", "terrastream"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p terrastream failed");
+        // This test binary lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test exe");
+        let bin = exe.parent().and_then(Path::parent).expect("target profile dir").join("terrastream");
+        assert!(bin.exists(), "{} missing", bin.display());
+        bin
+    })
+}
+
+/// Runs `terrastream args...` from the workspace root.
+pub fn terrastream(args: &[&str]) -> Output {
+    Command::new(terrastream_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run terrastream")
+}
+
+/// The venv's Python (DuckDB is installed there by scripts/setup.sh).
+pub fn venv_python() -> PathBuf {
+    let p = repo_root().join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
+    p
+}
+
+/// Debian's Python, which has GDAL's bindings (`python3-gdal`).
+pub fn gdal_python() -> PathBuf {
+    PathBuf::from("/usr/bin/python3")
+}
+
+/// Runs a Python script with `args` and parses its stdout as JSON.
+pub fn python_json(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("python output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Both streams of a finished process, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Writes a run config for `item` (a path) whose assets are read from `assets_dir`, with the
+/// demo's settings, and returns its path.
+pub fn write_config(dir: &Path, item: &Path, assets_dir: &Path, out: &Path) -> PathBuf {
+    let cfg = format!(
+        r#"[source]
+items = ["{item}"]
+[[source.rewrite]]
+prefix = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/29/R/KH/2020/2/S2A_29RKH_20200219_0_L2A/"
+replace = "{assets}/"
+[model]
+variant = "tiny"
+seed = 1
+device = "cpu"
+[output]
+dir = "{out}"
+"#,
+        item = item.display(),
+        assets = assets_dir.display(),
+        out = out.display()
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, cfg).expect("write config");
+    path
+}

@@ -1,0 +1,93 @@
+//! Bad input: each case ends with a one-line error naming the item and the asset, and a
+//! non-zero exit.
+
+use std::path::Path;
+
+use crate::common::*;
+
+const ITEM: &str = "S2A_29RKH_20200219_0_L2A";
+
+/// A copy of the sample scene's COGs (as symlinks) in `dir`, without `skip`.
+fn mirror_assets(dir: &Path, skip: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for entry in std::fs::read_dir(s2_scene_dir()).expect("ls scene") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name.to_string_lossy() != skip {
+            std::os::unix::fs::symlink(entry.path(), dir.join(&name)).expect("symlink");
+        }
+    }
+}
+
+fn item_path() -> std::path::PathBuf {
+    s2_scene_dir().join(format!("{ITEM}.json"))
+}
+
+/// The stderr lines that start with `error:`.
+fn error_lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("error:")).map(str::to_string).collect()
+}
+
+fn assert_one_line_error(out: &std::process::Output, needles: &[&str]) {
+    assert!(!out.status.success(), "expected failure; {}", describe(out));
+    let lines = error_lines(out);
+    assert!(
+        lines.iter().any(|l| needles.iter().all(|n| l.contains(n))),
+        "no error line names {needles:?}; {}",
+        describe(out)
+    );
+    let panicked = String::from_utf8_lossy(&out.stderr).contains("panicked");
+    assert!(!panicked, "panicked; {}", describe(out));
+}
+
+#[test]
+fn missing_asset_file_names_item_and_asset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let assets = tmp.path().join("assets");
+    mirror_assets(&assets, "B05.tif");
+    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    let out = terrastream(&["map", &cfg.display().to_string()]);
+    assert_one_line_error(&out, &[ITEM, "asset rededge1", "B05.tif"]);
+    assert!(!tmp.path().join(format!("out/embeddings/{ITEM}.parquet")).exists(), "no output for a failed scene");
+}
+
+#[test]
+fn corrupt_tiff_names_item_and_asset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let assets = tmp.path().join("assets");
+    mirror_assets(&assets, "B8A.tif");
+    // A TIFF header followed by garbage: the IFD offset points nowhere sensible.
+    let mut bytes = b"II*\0\x08\0\0\0".to_vec();
+    bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8));
+    std::fs::write(assets.join("B8A.tif"), bytes).expect("write corrupt tiff");
+    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    let out = terrastream(&["map", &cfg.display().to_string()]);
+    assert_one_line_error(&out, &[ITEM, "asset nir08", "B8A.tif"]);
+}
+
+#[test]
+fn truncated_tiff_names_item_and_asset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let assets = tmp.path().join("assets");
+    mirror_assets(&assets, "B02.tif");
+    // The real header and IFDs, but the tile data cut off.
+    let real = std::fs::read(s2_scene_dir().join("B02.tif")).expect("read B02");
+    std::fs::write(assets.join("B02.tif"), &real[..real.len() / 3]).expect("write truncated");
+    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    let out = terrastream(&["map", &cfg.display().to_string()]);
+    assert_one_line_error(&out, &[ITEM, "asset blue", "B02.tif"]);
+    assert!(!tmp.path().join(format!("out/embeddings/{ITEM}.parquet")).exists(), "no partial output");
+}
+
+#[test]
+fn item_without_bands_names_item_and_band() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut item: serde_json::Value = serde_json::from_slice(&std::fs::read(item_path()).expect("item")).expect("json");
+    let assets = item["assets"].as_object_mut().expect("assets");
+    assets.retain(|k, _| k == "visual" || k == "thumbnail");
+    let path = tmp.path().join("item.json");
+    std::fs::write(&path, serde_json::to_vec(&item).expect("json")).expect("write item");
+    let cfg = write_config(tmp.path(), &path, &s2_scene_dir(), &tmp.path().join("out"));
+    let out = terrastream(&["map", &cfg.display().to_string()]);
+    assert_one_line_error(&out, &[ITEM, "no asset for band B01", "coastal"]);
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: whole pipelines on the real sample data, one binary, a module per area.
+
+mod common;
+mod demo;
