@@ -1,0 +1,45 @@
+//! TerraMind v1 in `tch`: the encoder of every variant and modality, official checkpoint loading,
+//! and Thinking-in-Modalities (TiM) generation, numerically equal to the reference
+//! implementation (terratorch 1.2.11, `terratorch.models.backbones.terramind`).
+//!
+//! - Model: TerraMind, a multimodal any-to-any Earth-observation model (IBM and ESA,
+//!   <https://arxiv.org/abs/2504.11171>); weights and model cards at
+//!   <https://huggingface.co/ibm-esa-geospatial>.
+//! - Checkpoint key layout, conventions and parity fixtures:
+//!   `shared/fixtures/terramind/README.md`.
+//!
+//! Every block is a struct built from an `nn::Path` whose tree equals the checkpoint's key tree;
+//! [`TerraMind`] ties them together.
+//!
+//! ```no_run
+//! use tch::{Device, Kind, Tensor};
+//! use terrastream_model::{Config, Merge, Modality, TerraMind};
+//!
+//! let model = TerraMind::load(&Config::tiny(), &[Modality::S2L2A], "TerraMind_v1_tiny.pt", Device::Cpu)?;
+//! let s2 = Tensor::randn([2, 12, 224, 224], (Kind::Float, Device::Cpu));
+//! let tokens = model.encode(&[(Modality::S2L2A, s2.shallow_clone())], Merge::Mean)?; // [2, 196, 192]
+//! let chips = model.embed_pooled(&[(Modality::S2L2A, s2)])?; // [2, 192]
+//! # Ok::<(), terrastream_model::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod decoder;
+mod embedding;
+mod encoder;
+mod error;
+mod input;
+mod layers;
+mod merge;
+mod modality;
+mod precision;
+mod rng;
+mod terramind;
+mod weights;
+
+pub use config::{Config, MlpKind};
+pub use error::{Error, Result, ShapeMismatch};
+pub use merge::Merge;
+pub use modality::{Modality, ModalityKind};
+pub use precision::{Precision, default_device};
+pub use terramind::TerraMind;
