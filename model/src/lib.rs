@@ -35,6 +35,7 @@ mod modality;
 mod precision;
 mod rng;
 mod terramind;
+mod torch_zip;
 mod weights;
 
 pub use config::{Config, MlpKind};
@@ -43,3 +44,4 @@ pub use merge::Merge;
 pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};
 pub use terramind::TerraMind;
+pub use weights::read_tensors;

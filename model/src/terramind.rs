@@ -106,7 +106,8 @@ impl TerraMind {
         device: Device,
     ) -> Result<Self> {
         let model = TerraMind::build(cfg, modalities, tim, device)?;
-        let tensors = weights::read_checkpoint(path.as_ref())?;
+        let keys: std::collections::HashSet<String> = model.keys().into_iter().collect();
+        let tensors = weights::read_checkpoint(path.as_ref(), &|k| keys.contains(k))?;
         weights::fill(&model.vs, &tensors, path.as_ref())?;
         Ok(model)
     }

@@ -8,22 +8,33 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::embedding::sincos_table;
 use crate::error::ShapeMismatch;
 use crate::rng::Rng;
+use crate::torch_zip;
 use crate::{Config, Error, Result};
 
-/// Reads every tensor of a checkpoint to the CPU, by extension: `.safetensors`, or a PyTorch
-/// zip archive written by `torch.save(state_dict)` (`.pt`, `.pth`, `.bin`, `.ckpt`).
-pub(crate) fn read_checkpoint(path: &Path) -> Result<HashMap<String, Tensor>> {
+/// Reads the tensors of a checkpoint whose keys pass `wanted`, to the CPU, by extension:
+/// `.safetensors`, or a PyTorch zip archive written by `torch.save(state_dict)` (`.pt`, `.pth`,
+/// `.bin`, `.ckpt`), such as the official `TerraMind_v1_<variant>.pt`.
+pub(crate) fn read_checkpoint(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<HashMap<String, Tensor>> {
     std::fs::metadata(path).map_err(|source| Error::Io { path: path.into(), source })?;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let read = |source| Error::Read { path: path.into(), source };
     let tensors = match ext.as_deref() {
-        Some("safetensors") => tch::no_grad(|| Tensor::read_safetensors(path)).map_err(read)?,
-        Some("pt" | "pth" | "bin" | "ckpt") => {
-            Tensor::loadz_multi_with_device(path, Device::Cpu).map_err(read)?
-        }
+        Some("safetensors") => tch::no_grad(|| Tensor::read_safetensors(path))
+            .map_err(|source| Error::Read { path: path.into(), source })?,
+        Some("pt" | "pth" | "bin" | "ckpt") => torch_zip::read(path, wanted)?,
         _ => return Err(Error::UnknownFormat { path: path.into() }),
     };
-    Ok(tensors.into_iter().collect())
+    Ok(tensors.into_iter().filter(|(k, _)| wanted(k)).collect())
+}
+
+/// Reads every tensor of a `.safetensors` file or of a `torch.save` state dict (`.pt`, `.pth`,
+/// `.bin`, `.ckpt`) to the CPU, sorted by name. This is the reader [`TerraMind::load`] uses; it
+/// also reads input files stored like the parity fixtures' `inputs.safetensors`.
+///
+/// [`TerraMind::load`]: crate::TerraMind::load
+pub fn read_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let mut all: Vec<(String, Tensor)> = read_checkpoint(path.as_ref(), &|_| true)?.into_iter().collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(all)
 }
 
 /// Copies the checkpoint tensor of every variable of `vs` into it, by name. Extra checkpoint keys

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+pub mod torch_save;
+
 use tch::{Device, Tensor};
 use terrastream_model::{Config, Modality, TerraMind};
 
