@@ -10,7 +10,7 @@ pub enum Resampling {
 }
 
 /// One band of a modality and the asset keys that may carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Band {
     /// Band name as the sensor names it (`B8A`).
     pub name: &'static str,
@@ -46,7 +46,7 @@ pub const S2_SCL: Band = Band { name: "SCL", gsd_m: 20.0, asset_keys: &["scl", "
 pub const SCL_CLOUD_CLASSES: [u8; 4] = [3, 8, 9, 10];
 
 /// A modality known to the ingestor: its pixel-column name and bands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModalityBands {
     /// Column name, equal to TerraMind's modality name.
     pub name: &'static str,

@@ -71,6 +71,16 @@ const SUPPORTED_COMPRESSIONS: [Compression; 6] = [
 impl Cog {
     /// Opens the COG at `location`: reads its header and IFDs (one or two range requests).
     pub async fn open(location: &Location) -> Result<Self, CogError> {
+        use futures::FutureExt;
+        // The TIFF parser panics on some malformed headers (unknown tag types); a bad file must
+        // be an error naming the asset, not a crash.
+        std::panic::AssertUnwindSafe(Self::open_unguarded(location))
+            .catch_unwind()
+            .await
+            .map_err(|p| CogError::Malformed(panic_message(p.as_ref())))?
+    }
+
+    async fn open_unguarded(location: &Location) -> Result<Self, CogError> {
         let reader: Arc<dyn AsyncFileReader> =
             Arc::new(ObjectReader::new(Arc::clone(&location.store), location.path.clone()));
         let cache = ReadaheadMetadataCache::new(Arc::clone(&reader));
@@ -197,12 +207,24 @@ impl Cog {
             Ok::<_, async_tiff::error::AsyncTiffError>(to_planes(array, &info))
         })
         .await
-        .map_err(|e| CogError::Task(format!("tile (col {tx}, row {ty}): {e}")))?
+        .map_err(|e| match e.try_into_panic() {
+            Ok(p) => CogError::Task(format!("tile (col {tx}, row {ty}): decoder failed: {}", panic_message(p.as_ref()))),
+            Err(e) => CogError::Task(format!("tile (col {tx}, row {ty}): {e}")),
+        })?
         .map_err(tile_err)?;
         let decoded = Arc::new(decoded?);
         self.tiles.lock().unwrap_or_else(|p| p.into_inner()).insert((tx, ty), Arc::clone(&decoded));
         Ok(decoded)
     }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Converts a decoded tile to Float32 planes `[band][row][col]`, no-data to NaN.

@@ -128,6 +128,9 @@ pub enum CogError {
     /// The TIFF carries no usable georeferencing.
     #[error("not georeferenced: {0}")]
     NotGeoreferenced(String),
+    /// The TIFF parser gave up on a malformed file.
+    #[error("malformed TIFF: {0}")]
+    Malformed(String),
     /// A decode task panicked or was cancelled.
     #[error("decode task failed: {0}")]
     Task(String),

@@ -163,12 +163,12 @@ mod tests {
 
     #[test]
     fn utm_corner_matches_known_lon_lat() {
-        // The sample scene's top-left corner (EPSG:32629 199980, 2800020) is the item's
-        // geometry vertex -11.97923, 25.28662 (Earth Search item, computed with PROJ).
+        // The sample scene's top-left corner (EPSG:32629 199980, 2800020); reference values
+        // from PROJ 9 (`gdaltransform -s_srs EPSG:32629 -t_srs EPSG:4326`).
         let p = ToWgs84::new(32629).expect("utm");
         let (lon, lat) = p.lon_lat(199980.0, 2800020.0).expect("transform");
-        assert!((lon - -11.979234).abs() < 1e-5, "{lon}");
-        assert!((lat - 25.286618).abs() < 1e-5, "{lat}");
+        assert!((lon - -11.9792448654303).abs() < 1e-9, "{lon}");
+        assert!((lat - 25.2866271845146).abs() < 1e-9, "{lat}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use arrow_array::{
     ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StructArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{ArrowError, SchemaRef};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -137,7 +137,17 @@ impl SceneSource {
         tokio::spawn(async move {
             for item in items {
                 let id = item.id().to_string();
-                if let Err(e) = source.send_scene(item, &tx).await {
+                // A panic while reading one scene is that scene's failure, not a lost stream.
+                let result = std::panic::AssertUnwindSafe(source.send_scene(item, &tx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|p| {
+                        Err(Error::InvalidItem {
+                            item: id.clone(),
+                            what: format!("internal error: {}", crate::cog::panic_message(p.as_ref())),
+                        })
+                    });
+                if let Err(e) = result {
                     let reason = error_chain(&e);
                     warn!(scene = %id, "scene failed: {reason}");
                     source.ledger.add_failed_scene(&id, reason);

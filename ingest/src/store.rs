@@ -25,6 +25,7 @@ pub struct Location {
 pub fn open(href: &str, base_dir: &FsPath) -> Result<Location> {
     let local = local_path(href, base_dir)?;
     let abs = if local.is_absolute() { local } else { base_dir.join(local) };
+    let abs = std::path::absolute(&abs).map_err(|e| Error::Href { href: href.to_string(), reason: e.to_string() })?;
     let abs = normalize(&abs);
     let path = Path::from_absolute_path(&abs)
         .map_err(|e| Error::Href { href: href.to_string(), reason: e.to_string() })?;
@@ -50,7 +51,7 @@ fn local_path(href: &str, base_dir: &FsPath) -> Result<PathBuf> {
 
 /// Removes `.` and `..` components without touching the file system (the file may not exist,
 /// and that error belongs to the read, where it names the asset).
-fn normalize(path: &FsPath) -> PathBuf {
+pub fn normalize(path: &FsPath) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -69,7 +69,7 @@ pub struct EmbedConfig {
     /// Checkpoint file (`TerraMind_v1_<variant>.pt` or safetensors). `None` = random weights.
     pub checkpoint: Option<PathBuf>,
     /// Seed of the random weights when there is no checkpoint.
-    pub seed: i64,
+    pub seed: u64,
     /// Chips per forward pass.
     pub batch_size: usize,
     /// Device.
@@ -146,7 +146,7 @@ impl Embed {
                 "no checkpoint given: TerraMind runs with RANDOM weights; embeddings are only good for testing the pipeline"
             ),
         }
-        let dim = Config::variant(&config.variant)?.dim;
+        let dim = Config::variant(&config.variant)?.dim as usize;
         Ok(Self { inner: Arc::new(Worker { tx, _thread: thread }), columns, batch_size: config.batch_size, dim })
     }
 

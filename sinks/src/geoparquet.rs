@@ -52,7 +52,7 @@ impl GeoParquetConfig {
         })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_size(self.row_group_rows.max(1))
+            .set_max_row_group_row_count(Some(self.row_group_rows.max(1)))
             .build();
         Ok(GeoParquetSink { dir: self.dir.clone(), props, ledger })
     }

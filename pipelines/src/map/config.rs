@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use terrastream_ingest::grid::EdgePolicy;
 use terrastream_ingest::item::HrefRewrite;
+use terrastream_ingest::store::normalize;
 
 /// A mapping run.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,7 +82,7 @@ pub struct ModelConfig {
     pub checkpoint: Option<PathBuf>,
     /// Seed of the random weights.
     #[serde(default)]
-    pub seed: i64,
+    pub seed: u64,
     /// Chips per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -154,16 +155,20 @@ impl MapConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
         let mut cfg: Self = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        cfg.resolve(base);
+        let base = std::path::absolute(base).with_context(|| format!("config {}", path.display()))?;
+        cfg.resolve(&base);
         Ok(cfg)
     }
 
     fn resolve(&mut self, base: &Path) {
-        let abs = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let abs = |p: &PathBuf| normalize(&if p.is_absolute() { p.clone() } else { base.join(p) });
         self.source.items = self.source.items.iter().map(abs).collect();
         for r in &mut self.source.rewrite {
             if !r.replace.contains("://") && !Path::new(&r.replace).is_absolute() {
-                r.replace = format!("{}/{}", base.display(), r.replace);
+                let dir = normalize(&base.join(&r.replace));
+                // Keep the trailing separator: the rewrite is a string prefix.
+                let sep = if r.replace.ends_with('/') { "/" } else { "" };
+                r.replace = format!("{}{sep}", dir.display());
             }
         }
         self.model.checkpoint = self.model.checkpoint.as_ref().map(abs);

@@ -11,7 +11,6 @@ use terrastream_ingest::scene::error_chain;
 use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneOptions, SceneSource};
 use terrastream_operators::{BandStats, DeviceChoice, Embed, EmbedConfig, Normalize, Operator, QualityFilter};
 use terrastream_sinks::GeoParquetConfig;
-use tracing::warn;
 
 use super::MapConfig;
 use crate::telemetry::Progress;
@@ -27,11 +26,14 @@ pub struct MapSummary {
     pub files: Vec<PathBuf>,
     /// Wall time.
     pub elapsed: Duration,
+    /// The model that made the embeddings.
+    pub model: String,
 }
 
 impl std::fmt::Display for MapSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.chips;
+        writeln!(f, "model:  {}", self.model)?;
         writeln!(f, "scenes: {} given, {} failed", self.scenes, c.failed.len())?;
         write!(f, "chips:  {} read, {} written, {} skipped", c.read, c.written, c.skipped_total())?;
         if !c.skipped.is_empty() {
@@ -89,9 +91,6 @@ pub async fn run(cfg: &MapConfig) -> Result<MapSummary> {
         columns: vec![modality.name.to_string()],
     };
     let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
-    if cfg.model.checkpoint.is_none() {
-        warn!("RANDOM WEIGHTS: model.checkpoint is not set, embeddings only exercise the pipeline");
-    }
     let mut sink_cfg = GeoParquetConfig::new(cfg.output.dir.clone());
     sink_cfg.row_group_rows = cfg.output.row_group_rows;
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
@@ -105,5 +104,9 @@ pub async fn run(cfg: &MapConfig) -> Result<MapSummary> {
     let report = sink.run(stream).await;
     progress.finish();
     let report = report?;
-    Ok(MapSummary { scenes, chips: ledger.snapshot(), files: report.files, elapsed: started.elapsed() })
+    let model = match &cfg.model.checkpoint {
+        Some(p) => format!("TerraMind {} from {}", cfg.model.variant, p.display()),
+        None => format!("TerraMind {} with RANDOM weights (seed {}): for testing only", cfg.model.variant, cfg.model.seed),
+    };
+    Ok(MapSummary { scenes, chips: ledger.snapshot(), files: report.files, elapsed: started.elapsed(), model })
 }
