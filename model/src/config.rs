@@ -137,7 +137,9 @@ impl Config {
             return fail("encoder_depth must be at least 1");
         }
         if self.mlp_hidden <= 0 || self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
-            return fail("mlp_hidden and patch_size must be positive, image_size a multiple of patch_size");
+            return fail(
+                "mlp_hidden and patch_size must be positive, image_size a multiple of patch_size",
+            );
         }
         Ok(())
     }
@@ -157,9 +159,20 @@ mod tests {
         assert_eq!(Config::base().mlp_hidden, 2048);
         assert_eq!(Config::large().mlp_hidden, 2730);
         assert_eq!(Config::tiny().mlp_hidden, 768);
-        assert_eq!(Config::variant("TerraMind_v1_small").ok(), Some(Config::small()));
-        assert!(matches!(Config::variant("huge"), Err(Error::UnknownVariant(_))));
-        for c in [Config::tiny(), Config::small(), Config::base(), Config::large()] {
+        assert_eq!(
+            Config::variant("TerraMind_v1_small").ok(),
+            Some(Config::small())
+        );
+        assert!(matches!(
+            Config::variant("huge"),
+            Err(Error::UnknownVariant(_))
+        ));
+        for c in [
+            Config::tiny(),
+            Config::small(),
+            Config::base(),
+            Config::large(),
+        ] {
             assert!(c.validate().is_ok());
         }
     }

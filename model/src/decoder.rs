@@ -49,10 +49,14 @@ impl Decoder {
     }
 
     fn target(&self, modality: Modality) -> Result<&DecoderEmbedding> {
-        self.targets.iter().find(|(m, _)| *m == modality).map(|(_, e)| e).ok_or(Error::NotBuilt {
-            modality: modality.name().to_string(),
-            what: "a TiM decoder embedding",
-        })
+        self.targets
+            .iter()
+            .find(|(m, _)| *m == modality)
+            .map(|(_, e)| e)
+            .ok_or(Error::NotBuilt {
+                modality: modality.name().to_string(),
+                what: "a TiM decoder embedding",
+            })
     }
 
     /// `decoder_proj_context(encoder output) + emb`, the decoder's cross-attention context.
@@ -71,7 +75,10 @@ impl Decoder {
     ) -> Result<Tensor> {
         let emb = self.target(target)?;
         let b = context.size().first().copied().unwrap_or(1);
-        let queries = emb.emb(gh, gw)?.f_index_select(1, positions)?.f_add(&self.mask_token)?;
+        let queries = emb
+            .emb(gh, gw)?
+            .f_index_select(1, positions)?
+            .f_add(&self.mask_token)?;
         let mut y = queries.f_expand([b, -1, -1], false)?.f_contiguous()?;
         for block in &self.blocks {
             y = block.forward(&y, context)?;

@@ -17,7 +17,9 @@ impl Encoder {
     pub(crate) fn new(root: &nn::Path, cfg: &Config) -> Result<Self> {
         let p = root / "encoder";
         Ok(Encoder {
-            blocks: (0..cfg.encoder_depth).map(|i| Block::new(&(&p / i), cfg)).collect::<Result<_>>()?,
+            blocks: (0..cfg.encoder_depth)
+                .map(|i| Block::new(&(&p / i), cfg))
+                .collect::<Result<_>>()?,
             norm: LayerNorm::new(&(root / "encoder_norm"), cfg)?,
         })
     }

@@ -16,12 +16,20 @@ pub struct ShapeMismatch {
 
 impl fmt::Display for ShapeMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (expected {:?}, file has {:?})", self.key, self.expected, self.found)
+        write!(
+            f,
+            "{} (expected {:?}, file has {:?})",
+            self.key, self.expected, self.found
+        )
     }
 }
 
 fn list<T: fmt::Display>(items: &[T]) -> String {
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Everything that can go wrong in this crate.

@@ -15,19 +15,34 @@ pub(crate) struct Batch {
 }
 
 fn shape_err(m: Modality, expected: &str, t: &Tensor) -> Error {
-    Error::InputShape { modality: m.name().to_string(), expected: expected.to_string(), found: t.size() }
+    Error::InputShape {
+        modality: m.name().to_string(),
+        expected: expected.to_string(),
+        found: t.size(),
+    }
 }
 
 fn is_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+    matches!(
+        kind,
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    )
 }
 
 fn is_int(kind: Kind) -> bool {
-    matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
+    matches!(
+        kind,
+        Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+    )
 }
 
 /// The token grid an input implies, if its shape alone fixes it.
-fn own_grid(m: Modality, t: &Tensor, channels: Option<i64>, patch: i64) -> Result<Option<(i64, i64)>> {
+fn own_grid(
+    m: Modality,
+    t: &Tensor,
+    channels: Option<i64>,
+    patch: i64,
+) -> Result<Option<(i64, i64)>> {
     let size = t.size();
     match channels {
         Some(c) => {
@@ -66,15 +81,24 @@ impl Batch {
             if inputs[..i].iter().any(|(other, _)| other == m) {
                 return Err(Error::DuplicateModality(m.name().to_string()));
             }
-            let emb = embeddings.iter().find(|(e, _)| e == m).map(|(_, e)| e).ok_or(
-                Error::NotBuilt { modality: m.name().to_string(), what: "an encoder embedding" },
-            )?;
+            let emb = embeddings
+                .iter()
+                .find(|(e, _)| e == m)
+                .map(|(_, e)| e)
+                .ok_or(Error::NotBuilt {
+                    modality: m.name().to_string(),
+                    what: "an encoder embedding",
+                })?;
             let channels = match emb {
                 EncoderEmbedding::Image(e) => Some(e.channels()),
                 EncoderEmbedding::Tokens(_) => None,
             };
             if t.size().first().copied() != Some(batch) || batch == 0 {
-                return Err(shape_err(*m, &format!("batch size {batch} (as {first_m}), at least 1"), t));
+                return Err(shape_err(
+                    *m,
+                    &format!("batch size {batch} (as {first_m}), at least 1"),
+                    t,
+                ));
             }
             if let Some(g) = own_grid(*m, t, channels, patch)? {
                 match grid {
@@ -106,19 +130,29 @@ impl Batch {
                         }
                     };
                     if g.0 * g.1 != n {
-                        return Err(shape_err(*m, &format!("{} tokens ({} x {})", g.0 * g.1, g.0, g.1), t));
+                        return Err(shape_err(
+                            *m,
+                            &format!("{} tokens ({} x {})", g.0 * g.1, g.0, g.1),
+                            t,
+                        ));
                     }
                     grid = Some(g);
                     let (lo, hi) = (t.f_min()?.int64_value(&[]), t.f_max()?.int64_value(&[]));
                     if lo < 0 || hi >= vocab {
                         return Err(shape_err(*m, &format!("token ids in 0..{vocab}"), t));
                     }
-                    t.f_to_device(device)?.f_to_kind(Kind::Int64)?.f_reshape([batch, g.0, g.1])?
+                    t.f_to_device(device)?
+                        .f_to_kind(Kind::Int64)?
+                        .f_reshape([batch, g.0, g.1])?
                 }
             };
             items.push((*m, t));
         }
-        Ok(Batch { items, batch, grid: grid.unwrap_or((0, 0)) })
+        Ok(Batch {
+            items,
+            batch,
+            grid: grid.unwrap_or((0, 0)),
+        })
     }
 
     /// Tokens per modality.
@@ -130,8 +164,16 @@ impl Batch {
     pub(crate) fn chunks(&self, size: usize) -> Result<Vec<Batch>> {
         let size = i64::try_from(size).unwrap_or(i64::MAX).max(1);
         if self.batch <= size {
-            let items = self.items.iter().map(|(m, t)| (*m, t.shallow_clone())).collect();
-            return Ok(vec![Batch { items, batch: self.batch, grid: self.grid }]);
+            let items = self
+                .items
+                .iter()
+                .map(|(m, t)| (*m, t.shallow_clone()))
+                .collect();
+            return Ok(vec![Batch {
+                items,
+                batch: self.batch,
+                grid: self.grid,
+            }]);
         }
         (0..self.batch)
             .step_by(size as usize)
@@ -142,7 +184,11 @@ impl Batch {
                     .iter()
                     .map(|(m, t)| Ok((*m, t.f_narrow(0, start, len)?)))
                     .collect::<Result<_>>()?;
-                Ok(Batch { items, batch: len, grid: self.grid })
+                Ok(Batch {
+                    items,
+                    batch: len,
+                    grid: self.grid,
+                })
             })
             .collect()
     }

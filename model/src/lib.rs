@@ -34,7 +34,9 @@ mod merge;
 mod modality;
 mod precision;
 mod rng;
+mod sampling;
 mod terramind;
+mod tim;
 mod torch_zip;
 mod weights;
 
@@ -44,4 +46,5 @@ pub use merge::Merge;
 pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};
 pub use terramind::TerraMind;
+pub use tim::{TimConfig, TimOutput};
 pub use weights::read_tensors;

@@ -40,7 +40,11 @@ impl Merge {
         Ok(match self {
             Merge::Mean => stacked.f_mean_dim(1, false, None)?,
             Merge::Max => stacked.f_amax(1, false)?,
-            Merge::Concat => stacked.f_permute([0, 2, 1, 3])?.f_reshape([b, mn / modalities, modalities * d])?,
+            Merge::Concat => {
+                stacked
+                    .f_permute([0, 2, 1, 3])?
+                    .f_reshape([b, mn / modalities, modalities * d])?
+            }
             Merge::None => x.shallow_clone(),
         })
     }

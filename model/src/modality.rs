@@ -55,12 +55,33 @@ pub enum ModalityKind {
 }
 
 const S2L2A_BANDS: &[&str] = &[
-    "COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3",
-    "NIR_BROAD", "NIR_NARROW", "WATER_VAPOR", "SWIR_1", "SWIR_2",
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "SWIR_1",
+    "SWIR_2",
 ];
 const S2L1C_BANDS: &[&str] = &[
-    "COASTAL_AEROSOL", "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3",
-    "NIR_BROAD", "NIR_NARROW", "WATER_VAPOR", "CIRRUS", "SWIR_1", "SWIR_2",
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "CIRRUS",
+    "SWIR_1",
+    "SWIR_2",
 ];
 const RGB_BANDS: &[&str] = &["RED", "GREEN", "BLUE"];
 const S1_BANDS: &[&str] = &["VV", "VH"];
@@ -68,20 +89,46 @@ const DEM_BANDS: &[&str] = &["DEM"];
 
 /// Sentinel-2 band codes accepted as aliases of the pre-trained band names.
 const S2_CODES: &[(&str, &str)] = &[
-    ("B01", "COASTAL_AEROSOL"), ("B1", "COASTAL_AEROSOL"), ("B02", "BLUE"), ("B2", "BLUE"),
-    ("B03", "GREEN"), ("B3", "GREEN"), ("B04", "RED"), ("B4", "RED"), ("B05", "RED_EDGE_1"),
-    ("B5", "RED_EDGE_1"), ("B06", "RED_EDGE_2"), ("B6", "RED_EDGE_2"), ("B07", "RED_EDGE_3"),
-    ("B7", "RED_EDGE_3"), ("B08", "NIR_BROAD"), ("B8", "NIR_BROAD"), ("NIR", "NIR_BROAD"),
-    ("B8A", "NIR_NARROW"), ("B09", "WATER_VAPOR"), ("B9", "WATER_VAPOR"), ("B10", "CIRRUS"),
-    ("B11", "SWIR_1"), ("B12", "SWIR_2"),
+    ("B01", "COASTAL_AEROSOL"),
+    ("B1", "COASTAL_AEROSOL"),
+    ("B02", "BLUE"),
+    ("B2", "BLUE"),
+    ("B03", "GREEN"),
+    ("B3", "GREEN"),
+    ("B04", "RED"),
+    ("B4", "RED"),
+    ("B05", "RED_EDGE_1"),
+    ("B5", "RED_EDGE_1"),
+    ("B06", "RED_EDGE_2"),
+    ("B6", "RED_EDGE_2"),
+    ("B07", "RED_EDGE_3"),
+    ("B7", "RED_EDGE_3"),
+    ("B08", "NIR_BROAD"),
+    ("B8", "NIR_BROAD"),
+    ("NIR", "NIR_BROAD"),
+    ("B8A", "NIR_NARROW"),
+    ("B09", "WATER_VAPOR"),
+    ("B9", "WATER_VAPOR"),
+    ("B10", "CIRRUS"),
+    ("B11", "SWIR_1"),
+    ("B12", "SWIR_2"),
 ];
 
 impl Modality {
     /// Every modality, raw image ones first.
     pub const ALL: [Modality; 12] = [
-        Modality::S2L2A, Modality::S2L1C, Modality::RGB, Modality::S1GRD, Modality::S1RTC,
-        Modality::DEM, Modality::LULC, Modality::NDVI, Modality::TokS2L2A, Modality::TokS1GRD,
-        Modality::TokS1RTC, Modality::TokDEM,
+        Modality::S2L2A,
+        Modality::S2L1C,
+        Modality::RGB,
+        Modality::S1GRD,
+        Modality::S1RTC,
+        Modality::DEM,
+        Modality::LULC,
+        Modality::NDVI,
+        Modality::TokS2L2A,
+        Modality::TokS1GRD,
+        Modality::TokS1RTC,
+        Modality::TokDEM,
     ];
 
     /// The user-facing name, unique per modality: `S2L2A`, …, `LULC`, `NDVI`, `TOK_S2L2A`, ….
@@ -196,11 +243,14 @@ impl Modality {
                 .map_or(upper.as_str(), |(_, name)| name),
             _ => upper.as_str(),
         };
-        self.bands().iter().position(|b| *b == name).ok_or_else(|| Error::UnknownBand {
-            modality: self.name().to_string(),
-            band: band.to_string(),
-            known: self.bands().join(", "),
-        })
+        self.bands()
+            .iter()
+            .position(|b| *b == name)
+            .ok_or_else(|| Error::UnknownBand {
+                modality: self.name().to_string(),
+                band: band.to_string(),
+                known: self.bands().join(", "),
+            })
     }
 
     /// Parses a modality from its [`name`](Modality::name) or [`key`](Modality::key),
@@ -226,7 +276,8 @@ impl Modality {
     /// token modality's name or key. Always returns a token modality.
     pub fn tim_target(name: &str) -> Result<Self> {
         let m = Modality::from_name(name)?;
-        m.tokenised().ok_or_else(|| Error::UnknownModality(name.to_string()))
+        m.tokenised()
+            .ok_or_else(|| Error::UnknownModality(name.to_string()))
     }
 
     /// The token modality that stands for this one: itself for token modalities, `TokS2L2A`
@@ -266,7 +317,10 @@ mod tests {
             assert_eq!(Modality::from_name(m.name()).ok(), Some(m));
             assert_eq!(Modality::from_name(m.key()).ok(), Some(m));
         }
-        assert!(matches!(Modality::from_name("S3"), Err(Error::UnknownModality(_))));
+        assert!(matches!(
+            Modality::from_name("S3"),
+            Err(Error::UnknownModality(_))
+        ));
     }
 
     #[test]
@@ -283,6 +337,9 @@ mod tests {
         assert_eq!(Modality::S2L2A.band_index("B8A").ok(), Some(8));
         assert_eq!(Modality::S2L2A.band_index("nir_broad").ok(), Some(7));
         assert_eq!(Modality::S1GRD.band_index("VH").ok(), Some(1));
-        assert!(matches!(Modality::S2L2A.band_index("CIRRUS"), Err(Error::UnknownBand { .. })));
+        assert!(matches!(
+            Modality::S2L2A.band_index("CIRRUS"),
+            Err(Error::UnknownBand { .. })
+        ));
     }
 }

@@ -30,13 +30,23 @@ pub struct TerraMind {
     batch_size: usize,
 }
 
-/// Moves an output to the CPU as float32.
+/// Moves an output to the CPU, floats as float32 (ids stay int64).
 pub(crate) fn output(t: Tensor) -> Result<Tensor> {
-    Ok(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)
+    let t = t.f_to_device(Device::Cpu)?;
+    Ok(if t.is_floating_point() {
+        t.f_to_kind(Kind::Float)?
+    } else {
+        t
+    })
 }
 
 impl TerraMind {
-    fn build(cfg: &Config, modalities: &[Modality], tim: &[Modality], device: Device) -> Result<Self> {
+    fn build(
+        cfg: &Config,
+        modalities: &[Modality],
+        tim: &[Modality],
+        device: Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
@@ -58,7 +68,11 @@ impl TerraMind {
                 targets.push(t);
             }
         }
-        let decoder = if targets.is_empty() { None } else { Some(Decoder::new(&root, cfg, &targets)?) };
+        let decoder = if targets.is_empty() {
+            None
+        } else {
+            Some(Decoder::new(&root, cfg, &targets)?)
+        };
         Ok(TerraMind {
             vs,
             cfg: cfg.clone(),
@@ -114,7 +128,12 @@ impl TerraMind {
 
     /// A model with random weights drawn as the parity fixtures' README describes, reproducibly
     /// from `seed` (with a generator of this crate, not libtorch's global one).
-    pub fn random(cfg: &Config, modalities: &[Modality], seed: u64, device: Device) -> Result<Self> {
+    pub fn random(
+        cfg: &Config,
+        modalities: &[Modality],
+        seed: u64,
+        device: Device,
+    ) -> Result<Self> {
         TerraMind::random_with_tim(cfg, modalities, &[], seed, device)
     }
 
@@ -138,13 +157,18 @@ impl TerraMind {
             .into_iter()
             .map(|(k, t)| Ok((k, output(t)?)))
             .collect::<Result<Vec<_>>>()?;
-        Tensor::write_safetensors(&tensors, path)
-            .map_err(|source| Error::Read { path: path.into(), source })
+        Tensor::write_safetensors(&tensors, path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })
     }
 
     /// The checkpoint keys this model reads, sorted.
     pub fn keys(&self) -> Vec<String> {
-        weights::named_tensors(&self.vs).into_iter().map(|(k, _)| k).collect()
+        weights::named_tensors(&self.vs)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// The configuration.
@@ -164,15 +188,21 @@ impl TerraMind {
 
     /// The TiM targets this model can generate.
     pub fn tim_targets(&self) -> Vec<Modality> {
-        self.decoder.as_ref().map(|d| d.targets().collect()).unwrap_or_default()
+        self.decoder
+            .as_ref()
+            .map(|d| d.targets().collect())
+            .unwrap_or_default()
     }
 
     /// The number of input channels `modality` currently takes (after [`TerraMind::with_bands`]).
     pub fn channels(&self, modality: Modality) -> Option<i64> {
-        self.embeddings.iter().find(|(m, _)| *m == modality).and_then(|(_, e)| match e {
-            EncoderEmbedding::Image(e) => Some(e.channels()),
-            EncoderEmbedding::Tokens(_) => None,
-        })
+        self.embeddings
+            .iter()
+            .find(|(m, _)| *m == modality)
+            .and_then(|(_, e)| match e {
+                EncoderEmbedding::Image(e) => Some(e.channels()),
+                EncoderEmbedding::Tokens(_) => None,
+            })
     }
 
     /// Restricts the image modality `modality` to a subset of its pre-trained bands, in the
@@ -180,11 +210,18 @@ impl TerraMind {
     /// "B08"]` for S2L2A): its patch projection keeps the matching columns, as terratorch's
     /// `bands=` argument does. Inputs of that modality then have `bands.len()` channels.
     pub fn with_bands(mut self, modality: Modality, bands: &[&str]) -> Result<Self> {
-        let index = bands.iter().map(|b| Ok(modality.band_index(b)? as i64)).collect::<Result<Vec<_>>>()?;
+        let index = bands
+            .iter()
+            .map(|b| Ok(modality.band_index(b)? as i64))
+            .collect::<Result<Vec<_>>>()?;
         if index.is_empty() {
             return Err(Error::Config(format!("no band selected for {modality}")));
         }
-        let emb = self.embeddings.iter_mut().find(|(m, _)| *m == modality).map(|(_, e)| e);
+        let emb = self
+            .embeddings
+            .iter_mut()
+            .find(|(m, _)| *m == modality)
+            .map(|(_, e)| e);
         match emb {
             Some(EncoderEmbedding::Image(e)) => tch::no_grad(|| e.select_bands(&index))?,
             _ => {
@@ -222,7 +259,13 @@ impl TerraMind {
     }
 
     pub(crate) fn batch(&self, inputs: &[(Modality, Tensor)]) -> Result<Batch> {
-        Batch::new(inputs, &self.embeddings, self.cfg.patch_size, self.device(), self.precision.kind())
+        Batch::new(
+            inputs,
+            &self.embeddings,
+            self.cfg.patch_size,
+            self.device(),
+            self.precision.kind(),
+        )
     }
 
     /// Runs `f` on pieces of at most `batch_size` rows under `no_grad`, concatenating every
@@ -236,7 +279,12 @@ impl TerraMind {
             let mut pieces: Vec<Vec<Tensor>> = Vec::new();
             let mut offset = 0;
             for chunk in batch.chunks(self.batch_size)? {
-                pieces.push(f(&chunk, offset)?.into_iter().map(output).collect::<Result<_>>()?);
+                pieces.push(
+                    f(&chunk, offset)?
+                        .into_iter()
+                        .map(output)
+                        .collect::<Result<_>>()?,
+                );
                 offset += chunk.batch;
             }
             if pieces.len() == 1 {
@@ -244,7 +292,12 @@ impl TerraMind {
             }
             let n = pieces.first().map_or(0, Vec::len);
             (0..n)
-                .map(|i| Ok(Tensor::f_cat(&pieces.iter().map(|p| &p[i]).collect::<Vec<_>>(), 0)?))
+                .map(|i| {
+                    Ok(Tensor::f_cat(
+                        &pieces.iter().map(|p| &p[i]).collect::<Vec<_>>(),
+                        0,
+                    )?)
+                })
                 .collect()
         })
     }
@@ -265,10 +318,14 @@ impl TerraMind {
     }
 
     pub(crate) fn embedding(&self, modality: Modality) -> Result<&EncoderEmbedding> {
-        self.embeddings.iter().find(|(m, _)| *m == modality).map(|(_, e)| e).ok_or(Error::NotBuilt {
-            modality: modality.name().to_string(),
-            what: "an encoder embedding",
-        })
+        self.embeddings
+            .iter()
+            .find(|(m, _)| *m == modality)
+            .map(|(_, e)| e)
+            .ok_or(Error::NotBuilt {
+                modality: modality.name().to_string(),
+                what: "an encoder embedding",
+            })
     }
 
     pub(crate) fn encoder(&self) -> &Encoder {
@@ -286,14 +343,24 @@ impl TerraMind {
     /// order; only the last one is normed (terratorch's `merge_method=None`, fixture keys
     /// `layer_{i}`).
     pub fn forward_layers(&self, inputs: &[(Modality, Tensor)]) -> Result<Vec<Tensor>> {
-        self.chunked(inputs, |b, _| self.encoder.forward_layers(&self.embed_batch(b)?.0))
+        self.chunked(inputs, |b, _| {
+            self.encoder.forward_layers(&self.embed_batch(b)?.0)
+        })
     }
 
     /// Every encoder layer merged with `merge` (terratorch's backbone output list).
-    pub fn encode_layers(&self, inputs: &[(Modality, Tensor)], merge: Merge) -> Result<Vec<Tensor>> {
+    pub fn encode_layers(
+        &self,
+        inputs: &[(Modality, Tensor)],
+        merge: Merge,
+    ) -> Result<Vec<Tensor>> {
         let m = inputs.len() as i64;
         self.chunked(inputs, |b, _| {
-            self.encoder.forward_layers(&self.embed_batch(b)?.0)?.iter().map(|l| merge.apply(l, m)).collect()
+            self.encoder
+                .forward_layers(&self.embed_batch(b)?.0)?
+                .iter()
+                .map(|l| merge.apply(l, m))
+                .collect()
         })
     }
 
@@ -302,14 +369,21 @@ impl TerraMind {
     /// [`Merge::None`].
     pub fn encode(&self, inputs: &[(Modality, Tensor)], merge: Merge) -> Result<Tensor> {
         let m = inputs.len() as i64;
-        let mut out =
-            self.chunked(inputs, |b, _| Ok(vec![merge.apply(&self.encoder.forward(&self.embed_batch(b)?.0)?, m)?]))?;
+        let mut out = self.chunked(inputs, |b, _| {
+            Ok(vec![merge.apply(
+                &self.encoder.forward(&self.embed_batch(b)?.0)?,
+                m,
+            )?])
+        })?;
         out.pop().ok_or(Error::NoInputs)
     }
 
     /// The normed last layer split per modality, `[B, N, D]` each, in input order
     /// (terratorch's `merge_method='dict'`).
-    pub fn encode_per_modality(&self, inputs: &[(Modality, Tensor)]) -> Result<Vec<(Modality, Tensor)>> {
+    pub fn encode_per_modality(
+        &self,
+        inputs: &[(Modality, Tensor)],
+    ) -> Result<Vec<(Modality, Tensor)>> {
         let last = self.encode(inputs, Merge::None)?;
         let chunks = last.f_chunk(inputs.len() as i64, 1)?;
         Ok(inputs.iter().map(|(m, _)| *m).zip(chunks).collect())
@@ -319,6 +393,8 @@ impl TerraMind {
     /// input modalities ([`Merge::Mean`]) and then over the `N` token positions, `[B, D]`
     /// float32 on the CPU.
     pub fn embed_pooled(&self, inputs: &[(Modality, Tensor)]) -> Result<Tensor> {
-        Ok(self.encode(inputs, Merge::Mean)?.f_mean_dim(1, false, None)?)
+        Ok(self
+            .encode(inputs, Merge::Mean)?
+            .f_mean_dim(1, false, None)?)
     }
 }

@@ -17,14 +17,19 @@ use tch::{Kind, Tensor};
 use crate::{Error, Result};
 
 fn bad(path: &Path, what: impl Into<String>) -> Error {
-    Error::Read { path: path.to_path_buf(), source: tch::TchError::FileFormat(what.into()) }
+    Error::Read {
+        path: path.to_path_buf(),
+        source: tch::TchError::FileFormat(what.into()),
+    }
 }
 
 fn u16_at(b: &[u8], i: usize) -> u64 {
-    b.get(i..i + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]) as u64)
+    b.get(i..i + 2)
+        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]) as u64)
 }
 fn u32_at(b: &[u8], i: usize) -> u64 {
-    b.get(i..i + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64)
+    b.get(i..i + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64)
 }
 fn u64_at(b: &[u8], i: usize) -> u64 {
     b.get(i..i + 8).map_or(0, |s| {
@@ -50,7 +55,10 @@ struct Zip {
 
 impl Zip {
     fn open(path: &Path) -> Result<Self> {
-        let io = |source| Error::Io { path: path.into(), source };
+        let io = |source| Error::Io {
+            path: path.into(),
+            source,
+        };
         let mut file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let tail_len = len.min(65_557 + 20 + 56);
@@ -60,15 +68,26 @@ impl Zip {
         let eocd = (0..tail.len().saturating_sub(21))
             .rev()
             .find(|&i| u32_at(&tail, i) == 0x0605_4b50)
-            .ok_or_else(|| bad(path, "not a zip archive (torch.save files are zip archives)"))?;
-        let (mut count, mut cd_size, mut cd_offset) =
-            (u16_at(&tail, eocd + 10), u32_at(&tail, eocd + 12), u32_at(&tail, eocd + 16));
+            .ok_or_else(|| {
+                bad(
+                    path,
+                    "not a zip archive (torch.save files are zip archives)",
+                )
+            })?;
+        let (mut count, mut cd_size, mut cd_offset) = (
+            u16_at(&tail, eocd + 10),
+            u32_at(&tail, eocd + 12),
+            u32_at(&tail, eocd + 16),
+        );
         if count == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
             // Zip64: the locator sits just before the classic end record.
-            let loc = eocd.checked_sub(20).filter(|&l| u32_at(&tail, l) == 0x0706_4b50);
+            let loc = eocd
+                .checked_sub(20)
+                .filter(|&l| u32_at(&tail, l) == 0x0706_4b50);
             let loc = loc.ok_or_else(|| bad(path, "zip64 locator missing"))?;
             let mut rec = [0u8; 56];
-            file.seek(SeekFrom::Start(u64_at(&tail, loc + 8))).map_err(io)?;
+            file.seek(SeekFrom::Start(u64_at(&tail, loc + 8)))
+                .map_err(io)?;
             file.read_exact(&mut rec).map_err(io)?;
             if u32_at(&rec, 0) != 0x0606_4b50 {
                 return Err(bad(path, "zip64 end record missing"));
@@ -84,12 +103,18 @@ impl Zip {
             if u32_at(&cd, i) != 0x0201_4b50 {
                 return Err(bad(path, "corrupt zip central directory"));
             }
-            let (name_len, extra_len, comment_len) =
-                (u16_at(&cd, i + 28) as usize, u16_at(&cd, i + 30) as usize, u16_at(&cd, i + 32) as usize);
-            let name = String::from_utf8_lossy(cd.get(i + 46..i + 46 + name_len).unwrap_or(&[])).into_owned();
+            let (name_len, extra_len, comment_len) = (
+                u16_at(&cd, i + 28) as usize,
+                u16_at(&cd, i + 30) as usize,
+                u16_at(&cd, i + 32) as usize,
+            );
+            let name = String::from_utf8_lossy(cd.get(i + 46..i + 46 + name_len).unwrap_or(&[]))
+                .into_owned();
             let mut size = u32_at(&cd, i + 24);
             let mut header = u32_at(&cd, i + 42);
-            let extra = cd.get(i + 46 + name_len..i + 46 + name_len + extra_len).unwrap_or(&[]);
+            let extra = cd
+                .get(i + 46 + name_len..i + 46 + name_len + extra_len)
+                .unwrap_or(&[]);
             let mut j = 0;
             while j + 4 <= extra.len() {
                 let (id, len) = (u16_at(extra, j), u16_at(extra, j + 2) as usize);
@@ -109,25 +134,47 @@ impl Zip {
                 }
                 j += 4 + len;
             }
-            entries.insert(name, Entry { header, size, method: u16_at(&cd, i + 10) });
+            entries.insert(
+                name,
+                Entry {
+                    header,
+                    size,
+                    method: u16_at(&cd, i + 10),
+                },
+            );
             i += 46 + name_len + extra_len + comment_len;
         }
-        Ok(Zip { file, path: path.into(), entries })
+        Ok(Zip {
+            file,
+            path: path.into(),
+            entries,
+        })
     }
 
     fn read(&mut self, name: &str) -> Result<Vec<u8>> {
-        let entry = self.entries.get(name).ok_or_else(|| bad(&self.path, format!("no entry {name}")))?;
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| bad(&self.path, format!("no entry {name}")))?;
         if entry.method != 0 {
-            return Err(bad(&self.path, format!("entry {name} is compressed (torch.save stores entries)")));
+            return Err(bad(
+                &self.path,
+                format!("entry {name} is compressed (torch.save stores entries)"),
+            ));
         }
         let (header, size) = (entry.header, entry.size);
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut local = [0u8; 30];
         self.file.seek(SeekFrom::Start(header)).map_err(io)?;
         self.file.read_exact(&mut local).map_err(io)?;
         let skip = u16_at(&local, 26) + u16_at(&local, 28);
         let mut data = vec![0u8; size as usize];
-        self.file.seek(SeekFrom::Start(header + 30 + skip)).map_err(io)?;
+        self.file
+            .seek(SeekFrom::Start(header + 30 + skip))
+            .map_err(io)?;
         self.file.read_exact(&mut data).map_err(io)?;
         Ok(data)
     }
@@ -178,33 +225,58 @@ fn storage_kind(name: &str) -> Option<Kind> {
 
 fn ints(v: &Value) -> Option<Vec<i64>> {
     match v {
-        Value::Tuple(items) | Value::List(items) => {
-            items.iter().map(|i| if let Value::Int(n) = i { Some(*n) } else { None }).collect()
-        }
+        Value::Tuple(items) | Value::List(items) => items
+            .iter()
+            .map(|i| {
+                if let Value::Int(n) = i {
+                    Some(*n)
+                } else {
+                    None
+                }
+            })
+            .collect(),
         _ => None,
     }
 }
 
 /// `callable(*args)` for the callables of a state dict.
 fn reduce(callable: Value, args: Value) -> Value {
-    let Value::Global(module, name) = callable else { return Value::Other };
+    let Value::Global(module, name) = callable else {
+        return Value::Other;
+    };
     let args = match args {
         Value::Tuple(a) => a,
         _ => return Value::Other,
     };
     match (module.as_str(), name.as_str()) {
         ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor") => {
-            match (args.first(), args.get(1), args.get(2).and_then(ints), args.get(3).and_then(ints)) {
-                (Some(Value::Storage(kind, key)), Some(Value::Int(offset)), Some(size), Some(stride)) => {
-                    Value::Tensor(TensorRef { kind: *kind, storage: key.clone(), offset: *offset, size, stride })
-                }
+            match (
+                args.first(),
+                args.get(1),
+                args.get(2).and_then(ints),
+                args.get(3).and_then(ints),
+            ) {
+                (
+                    Some(Value::Storage(kind, key)),
+                    Some(Value::Int(offset)),
+                    Some(size),
+                    Some(stride),
+                ) => Value::Tensor(TensorRef {
+                    kind: *kind,
+                    storage: key.clone(),
+                    offset: *offset,
+                    size,
+                    stride,
+                }),
                 _ => Value::Other,
             }
         }
         ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
             args.into_iter().next().unwrap_or(Value::Other)
         }
-        ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict") => Value::Dict(Vec::new()),
+        ("collections", "OrderedDict") | ("builtins" | "__builtin__", "dict") => {
+            Value::Dict(Vec::new())
+        }
         _ => Value::Other,
     }
 }
@@ -222,7 +294,10 @@ fn unpickle(data: &[u8], path: &Path) -> Result<Value> {
         Ok(s)
     };
     let line = |i: &mut usize| -> Result<String> {
-        let end = data[*i..].iter().position(|&c| c == b'\n').ok_or_else(|| err("truncated"))?;
+        let end = data[*i..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .ok_or_else(|| err("truncated"))?;
         let s = String::from_utf8_lossy(&data[*i..*i + end]).into_owned();
         *i += end + 1;
         Ok(s)
@@ -245,9 +320,9 @@ fn unpickle(data: &[u8], path: &Path) -> Result<Value> {
         let op = *data.get(i).ok_or_else(|| err("no STOP"))?;
         i += 1;
         match op {
-            0x80 => i += 1,                    // PROTO
-            0x95 => i += 8,                    // FRAME
-            b'(' => marks.push(stack.len()),   // MARK
+            0x80 => i += 1,                  // PROTO
+            0x95 => i += 8,                  // FRAME
+            b'(' => marks.push(stack.len()), // MARK
             b'.' => return stack.pop().ok_or_else(|| err("empty stack at STOP")),
             b'N' => stack.push(Value::None),
             0x88 => stack.push(Value::Scalar),
@@ -257,12 +332,18 @@ fn unpickle(data: &[u8], path: &Path) -> Result<Value> {
             b')' => stack.push(Value::Tuple(Vec::new())),
             b'J' => {
                 let b = take(&mut i, 4)?;
-                stack.push(Value::Int(i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64));
+                stack.push(Value::Int(
+                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
+                ));
             }
             b'K' => stack.push(Value::Int(take(&mut i, 1)?[0] as i64)),
             b'M' => stack.push(Value::Int(u16_at(take(&mut i, 2)?, 0) as i64)),
             0x8a | 0x8b => {
-                let n = if op == 0x8a { take(&mut i, 1)?[0] as usize } else { u32_at(take(&mut i, 4)?, 0) as usize };
+                let n = if op == 0x8a {
+                    take(&mut i, 1)?[0] as usize
+                } else {
+                    u32_at(take(&mut i, 4)?, 0) as usize
+                };
                 let b = take(&mut i, n)?;
                 let mut v: i64 = 0;
                 for (k, &byte) in b.iter().enumerate().take(8) {
@@ -334,21 +415,31 @@ fn unpickle(data: &[u8], path: &Path) -> Result<Value> {
                     b'r' => u32_at(take(&mut i, 4)?, 0),
                     _ => memo.len() as u64,
                 };
-                let top = stack.last().ok_or_else(|| err("memo of empty stack"))?.clone();
+                let top = stack
+                    .last()
+                    .ok_or_else(|| err("memo of empty stack"))?
+                    .clone();
                 memo.insert(idx, top);
             }
             b'h' | b'j' => {
-                let idx = if op == b'h' { take(&mut i, 1)?[0] as u64 } else { u32_at(take(&mut i, 4)?, 0) };
+                let idx = if op == b'h' {
+                    take(&mut i, 1)?[0] as u64
+                } else {
+                    u32_at(take(&mut i, 4)?, 0)
+                };
                 stack.push(memo.get(&idx).cloned().ok_or_else(|| err("unknown memo"))?);
             }
             b'Q' => {
                 let pid = pop!();
                 let storage = match &pid {
                     Value::Tuple(t) => match (t.first(), t.get(1), t.get(2)) {
-                        (Some(Value::Str(tag)), Some(Value::Global(_, ty)), Some(Value::Str(key)))
-                            if tag == "storage" =>
-                        {
-                            let kind = storage_kind(ty).ok_or_else(|| err(&format!("unsupported storage {ty}")))?;
+                        (
+                            Some(Value::Str(tag)),
+                            Some(Value::Global(_, ty)),
+                            Some(Value::Str(key)),
+                        ) if tag == "storage" => {
+                            let kind = storage_kind(ty)
+                                .ok_or_else(|| err(&format!("unsupported storage {ty}")))?;
                             Value::Storage(kind, key.clone())
                         }
                         _ => Value::Other,
@@ -422,7 +513,12 @@ pub(crate) fn read(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(St
     let root = unpickle(&zip.read(&pkl)?, path)?;
     let mut dict = match root {
         Value::Dict(d) => d,
-        _ => return Err(bad(path, "the pickled object is not a dict (expected a state dict)")),
+        _ => {
+            return Err(bad(
+                path,
+                "the pickled object is not a dict (expected a state dict)",
+            ));
+        }
     };
     // A training checkpoint may wrap the state dict.
     if !dict.iter().any(|(_, v)| matches!(v, Value::Tensor(_))) {
@@ -437,7 +533,9 @@ pub(crate) fn read(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(St
     let mut storages: HashMap<String, Tensor> = HashMap::new();
     let mut out = Vec::new();
     for (k, v) in dict {
-        let (Value::Str(key), Value::Tensor(t)) = (k, v) else { continue };
+        let (Value::Str(key), Value::Tensor(t)) = (k, v) else {
+            continue;
+        };
         if !wanted(&key) {
             continue;
         }
@@ -448,7 +546,9 @@ pub(crate) fn read(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(St
             storages.insert(t.storage.clone(), flat);
         }
         let storage = &storages[&t.storage];
-        let tensor = storage.f_as_strided(t.size.as_slice(), t.stride.as_slice(), Some(t.offset))?.f_contiguous()?;
+        let tensor = storage
+            .f_as_strided(t.size.as_slice(), t.stride.as_slice(), Some(t.offset))?
+            .f_contiguous()?;
         out.push((key, tensor));
     }
     Ok(out)

@@ -14,12 +14,25 @@ use crate::{Config, Error, Result};
 /// Reads the tensors of a checkpoint whose keys pass `wanted`, to the CPU, by extension:
 /// `.safetensors`, or a PyTorch zip archive written by `torch.save(state_dict)` (`.pt`, `.pth`,
 /// `.bin`, `.ckpt`), such as the official `TerraMind_v1_<variant>.pt`.
-pub(crate) fn read_checkpoint(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<HashMap<String, Tensor>> {
-    std::fs::metadata(path).map_err(|source| Error::Io { path: path.into(), source })?;
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+pub(crate) fn read_checkpoint(
+    path: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, Tensor>> {
+    std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     let tensors = match ext.as_deref() {
-        Some("safetensors") => tch::no_grad(|| Tensor::read_safetensors(path))
-            .map_err(|source| Error::Read { path: path.into(), source })?,
+        Some("safetensors") => {
+            tch::no_grad(|| Tensor::read_safetensors(path)).map_err(|source| Error::Read {
+                path: path.into(),
+                source,
+            })?
+        }
         Some("pt" | "pth" | "bin" | "ckpt") => torch_zip::read(path, wanted)?,
         _ => return Err(Error::UnknownFormat { path: path.into() }),
     };
@@ -32,14 +45,20 @@ pub(crate) fn read_checkpoint(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Res
 ///
 /// [`TerraMind::load`]: crate::TerraMind::load
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    let mut all: Vec<(String, Tensor)> = read_checkpoint(path.as_ref(), &|_| true)?.into_iter().collect();
+    let mut all: Vec<(String, Tensor)> = read_checkpoint(path.as_ref(), &|_| true)?
+        .into_iter()
+        .collect();
     all.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(all)
 }
 
 /// Copies the checkpoint tensor of every variable of `vs` into it, by name. Extra checkpoint keys
 /// are ignored; every missing or mis-shaped key is reported at once, before anything is copied.
-pub(crate) fn fill(vs: &nn::VarStore, tensors: &HashMap<String, Tensor>, file: &Path) -> Result<()> {
+pub(crate) fn fill(
+    vs: &nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    file: &Path,
+) -> Result<()> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let (mut missing, mut mismatched) = (Vec::new(), Vec::new());
@@ -55,7 +74,11 @@ pub(crate) fn fill(vs: &nn::VarStore, tensors: &HashMap<String, Tensor>, file: &
         }
     }
     if !missing.is_empty() || !mismatched.is_empty() {
-        return Err(Error::Checkpoint { file: file.into(), missing, mismatched });
+        return Err(Error::Checkpoint {
+            file: file.into(),
+            missing,
+            mismatched,
+        });
     }
     tch::no_grad(|| {
         for (name, var) in &mut vars {
@@ -149,11 +172,23 @@ mod tests {
 
     #[test]
     fn rules() {
-        assert!(matches!(rule("encoder.0.norm1.weight", &[192]), Init::Normal { mean, .. } if mean == 1.0));
+        assert!(
+            matches!(rule("encoder.0.norm1.weight", &[192]), Init::Normal { mean, .. } if mean == 1.0)
+        );
         assert!(matches!(rule("encoder_norm.bias", &[192]), Init::Zero));
-        assert!(matches!(rule("decoder.0.cross_attn.kv.bias", &[384]), Init::Normal { std, .. } if std == 0.05));
-        assert!(matches!(rule("encoder.0.mlp.fc2.weight", &[192, 768]), Init::Normal { std, .. } if (std - 1.0 / 768f64.sqrt()).abs() < 1e-12));
-        assert!(matches!(rule("encoder_embeddings.untok_sen2l2a@224.pos_emb", &[1, 196, 192]), Init::SinCos));
+        assert!(
+            matches!(rule("decoder.0.cross_attn.kv.bias", &[384]), Init::Normal { std, .. } if std == 0.05)
+        );
+        assert!(
+            matches!(rule("encoder.0.mlp.fc2.weight", &[192, 768]), Init::Normal { std, .. } if (std - 1.0 / 768f64.sqrt()).abs() < 1e-12)
+        );
+        assert!(matches!(
+            rule(
+                "encoder_embeddings.untok_sen2l2a@224.pos_emb",
+                &[1, 196, 192]
+            ),
+            Init::SinCos
+        ));
         assert!(matches!(rule("mask_token", &[1, 1, 192]), Init::Normal { std, .. } if std == 0.5));
     }
 }

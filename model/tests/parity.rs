@@ -20,7 +20,12 @@ fn encoder_matches_reference() {
     let layers = model.forward_layers(&inputs).expect("layers");
     assert_eq!(layers.len(), 12);
     for (i, layer) in layers.iter().enumerate() {
-        assert_close(&format!("layer_{i}"), layer, &expected[&format!("layer_{i}")], ATOL);
+        assert_close(
+            &format!("layer_{i}"),
+            layer,
+            &expected[&format!("layer_{i}")],
+            ATOL,
+        );
     }
 
     let mean = model.encode(&inputs, Merge::Mean).expect("mean");
@@ -51,10 +56,25 @@ fn merge_modes() {
     assert_close("merge none", &none, last, ATOL);
     let concat = model.encode(&inputs, Merge::Concat).expect("concat");
     assert_eq!(concat.size(), [2, 196, 384]);
-    assert_close("concat S1GRD half", &concat.narrow(2, 192, 192), &last.narrow(1, 196, 196), ATOL);
+    assert_close(
+        "concat S1GRD half",
+        &concat.narrow(2, 192, 192),
+        &last.narrow(1, 196, 196),
+        ATOL,
+    );
     let max = model.encode(&inputs, Merge::Max).expect("max");
-    assert_close("merge max", &max, &last.narrow(1, 0, 196).maximum(&last.narrow(1, 196, 196)), ATOL);
+    assert_close(
+        "merge max",
+        &max,
+        &last.narrow(1, 0, 196).maximum(&last.narrow(1, 196, 196)),
+        ATOL,
+    );
     let per = model.encode_per_modality(&inputs).expect("dict");
     assert_eq!(per.len(), 2);
-    assert_close("per-modality S2L2A", &per[0].1, &last.narrow(1, 0, 196), ATOL);
+    assert_close(
+        "per-modality S2L2A",
+        &per[0].1,
+        &last.narrow(1, 0, 196),
+        ATOL,
+    );
 }

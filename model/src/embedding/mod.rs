@@ -43,12 +43,4 @@ impl EncoderEmbedding {
             EncoderEmbedding::Tokens(e) => Ok((e.lookup(input)?, e.emb(gh, gw)?)),
         }
     }
-
-    /// `pos_emb + mod_emb` on a `gh x gw` grid, `[1, N, D]`.
-    pub(crate) fn emb(&self, gh: i64, gw: i64) -> Result<Tensor> {
-        match self {
-            EncoderEmbedding::Image(e) => e.emb(gh, gw),
-            EncoderEmbedding::Tokens(e) => e.emb(gh, gw),
-        }
-    }
 }

@@ -8,8 +8,9 @@ use crate::{Config, Result};
 /// `pos[r·g + c] = [sin(r ω), cos(r ω), sin(c ω), cos(c ω)]`, `ω_k = 10000^(-k/(D/4))`.
 pub(crate) fn sincos_table(grid: i64, dim: i64) -> Tensor {
     let quarter = dim / 4;
-    let omega: Vec<f32> =
-        (0..quarter).map(|k| 1.0 / 10000f32.powf(k as f32 / quarter as f32)).collect();
+    let omega: Vec<f32> = (0..quarter)
+        .map(|k| 1.0 / 10000f32.powf(k as f32 / quarter as f32))
+        .collect();
     let mut values = Vec::with_capacity((grid * grid * dim) as usize);
     for r in 0..grid {
         for c in 0..grid {
@@ -34,7 +35,11 @@ pub(crate) struct PosEmb {
 impl PosEmb {
     pub(crate) fn new(p: &nn::Path, cfg: &Config) -> Result<Self> {
         let grid = cfg.grid();
-        Ok(PosEmb { table: p.f_zeros_no_train("pos_emb", &[1, grid * grid, cfg.dim])?, grid, dim: cfg.dim })
+        Ok(PosEmb {
+            table: p.f_zeros_no_train("pos_emb", &[1, grid * grid, cfg.dim])?,
+            grid,
+            dim: cfg.dim,
+        })
     }
 
     /// The table for a `gh x gw` grid, `[1, gh·gw, D]`, rows in row-major grid order.
@@ -49,7 +54,10 @@ impl PosEmb {
             .f_permute([0, 3, 1, 2])?
             .f_to_kind(Kind::Float)?;
         let resized = image.f_upsample_bicubic2d([gh, gw], false, None, None)?;
-        Ok(resized.f_permute([0, 2, 3, 1])?.f_reshape([1, gh * gw, self.dim])?.f_to_kind(kind)?)
+        Ok(resized
+            .f_permute([0, 2, 3, 1])?
+            .f_reshape([1, gh * gw, self.dim])?
+            .f_to_kind(kind)?)
     }
 }
 

@@ -25,7 +25,13 @@ impl TokenEmbedding {
     /// `[B, h, w]` (or `[B, N]`) int64 ids `-> [B, N, D]`.
     pub(crate) fn lookup(&self, ids: &Tensor) -> Result<Tensor> {
         let b = ids.size().first().copied().unwrap_or(0);
-        Ok(Tensor::f_embedding(&self.token_emb, &ids.f_reshape([b, -1])?, -1, false, false)?)
+        Ok(Tensor::f_embedding(
+            &self.token_emb,
+            &ids.f_reshape([b, -1])?,
+            -1,
+            false,
+            false,
+        )?)
     }
 
     /// `pos_emb + mod_emb` on a `gh x gw` grid.

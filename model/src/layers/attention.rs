@@ -9,12 +9,14 @@ use crate::{Config, Result};
 /// `[B, N, D] -> [B, H, N, D/H]`: heads are contiguous slices of the features.
 fn heads(x: &Tensor, num_heads: i64) -> Result<Tensor> {
     let (b, n, d) = x.size3()?;
-    Ok(x.f_reshape([b, n, num_heads, d / num_heads])?.f_transpose(1, 2)?)
+    Ok(x.f_reshape([b, n, num_heads, d / num_heads])?
+        .f_transpose(1, 2)?)
 }
 
 /// `softmax(q kᵀ / sqrt(D/H)) v`, heads merged back to `[B, N, D]`.
 fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let y = Tensor::f_scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, None, false)?;
+    let y =
+        Tensor::f_scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, None, false)?;
     let (b, h, n, hd) = y.size4()?;
     Ok(y.f_transpose(1, 2)?.f_reshape([b, n, h * hd])?)
 }
@@ -65,7 +67,10 @@ impl CrossAttention {
     pub(crate) fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let q = heads(&self.q.forward(x)?, self.num_heads)?;
         let kv = self.kv.forward(context)?.f_chunk(2, -1)?;
-        let (k, v) = (heads(&kv[0], self.num_heads)?, heads(&kv[1], self.num_heads)?);
+        let (k, v) = (
+            heads(&kv[0], self.num_heads)?,
+            heads(&kv[1], self.num_heads)?,
+        );
         self.proj.forward(&attend(&q, &k, &v)?)
     }
 }

@@ -15,7 +15,11 @@ impl Linear {
     pub(crate) fn new(p: &nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Result<Self> {
         Ok(Linear {
             weight: p.f_zeros_no_train("weight", &[out_dim, in_dim])?,
-            bias: if bias { Some(p.f_zeros_no_train("bias", &[out_dim])?) } else { None },
+            bias: if bias {
+                Some(p.f_zeros_no_train("bias", &[out_dim])?)
+            } else {
+                None
+            },
         })
     }
 

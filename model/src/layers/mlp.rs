@@ -11,7 +11,11 @@ pub(crate) enum Mlp {
     /// `fc2(GELU(fc1 x))`, exact erf GELU.
     Gelu { fc1: Linear, fc2: Linear },
     /// `fc2(SiLU(fc1 x) * fc3 x)`.
-    SwiGlu { fc1: Linear, fc2: Linear, fc3: Linear },
+    SwiGlu {
+        fc1: Linear,
+        fc2: Linear,
+        fc3: Linear,
+    },
 }
 
 impl Mlp {
@@ -21,7 +25,11 @@ impl Mlp {
         let fc2 = Linear::new(&(p / "fc2"), h, d, bias)?;
         Ok(match cfg.mlp {
             MlpKind::Gelu => Mlp::Gelu { fc1, fc2 },
-            MlpKind::Swiglu => Mlp::SwiGlu { fc1, fc2, fc3: Linear::new(&(p / "fc3"), d, h, bias)? },
+            MlpKind::Swiglu => Mlp::SwiGlu {
+                fc1,
+                fc2,
+                fc3: Linear::new(&(p / "fc3"), d, h, bias)?,
+            },
         })
     }
 

@@ -37,8 +37,14 @@ pub fn inputs() -> Vec<(Modality, Tensor)> {
 }
 
 pub fn tiny(tim: &[Modality]) -> TerraMind {
-    TerraMind::load_with_tim(&Config::tiny(), &[Modality::S2L2A, Modality::S1GRD], tim, weights(), Device::Cpu)
-        .expect("loading the fixture weights")
+    TerraMind::load_with_tim(
+        &Config::tiny(),
+        &[Modality::S2L2A, Modality::S1GRD],
+        tim,
+        weights(),
+        Device::Cpu,
+    )
+    .expect("loading the fixture weights")
 }
 
 /// Largest absolute difference; panics on shape mismatch.

@@ -13,7 +13,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -90,7 +94,10 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)]) {
     for (i, (_, t)) in tensors.iter().enumerate() {
         let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
         let values = Vec::<f32>::try_from(&flat).expect("float tensor");
-        files.push((format!("archive/data/{i}"), values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        files.push((
+            format!("archive/data/{i}"),
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
     }
     files.push(("archive/version".into(), b"3\n".to_vec()));
     let (mut out, mut central) = (Vec::new(), Vec::new());
