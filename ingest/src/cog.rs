@@ -34,8 +34,13 @@ pub struct CogInfo {
     pub tile_height: usize,
     /// Samples (bands) per pixel.
     pub bands: usize,
-    /// Pixel-to-CRS transform (pixel corners).
-    pub transform: GeoTransform,
+    /// Pixel-to-CRS transform (pixel corners); `None` when the file has none (e.g. Sentinel-1
+    /// GRD in radar geometry, located by ground control points only).
+    pub transform: Option<GeoTransform>,
+    /// Ground control points in the file (GRD products carry hundreds, with no transform).
+    pub gcp_count: usize,
+    /// `(width, height)` of the overviews (reduced-resolution images), largest first.
+    pub overviews: Vec<(usize, usize)>,
     /// EPSG code of the CRS, when the GeoKeys name one.
     pub epsg: Option<u32>,
     /// The GDAL no-data value.
@@ -44,6 +49,45 @@ pub struct CogInfo {
     pub data_type: DataType,
     /// Compression of the tiles.
     pub compression: Compression,
+}
+
+impl CogInfo {
+    /// The affine transform, or why there is none.
+    pub fn geo_transform(&self) -> Result<GeoTransform, CogError> {
+        self.transform.ok_or_else(|| {
+            CogError::NotGeoreferenced(if self.gcp_count > 0 {
+                format!("located by {} ground control points only; GCP geocoding is not supported", self.gcp_count)
+            } else {
+                "no ModelTransformation or ModelTiepoint+ModelPixelScale".into()
+            })
+        })
+    }
+
+    /// Bytes per sample.
+    pub fn sample_bytes(&self) -> usize {
+        match self.data_type {
+            DataType::UInt8 | DataType::Int8 | DataType::Bool => 1,
+            DataType::UInt16 | DataType::Int16 => 2,
+            DataType::UInt32 | DataType::Int32 | DataType::Float32 => 4,
+            _ => 8,
+        }
+    }
+}
+
+/// A window of every band in the file's own data type: `bands x height x width` samples,
+/// band-major, native byte order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawWindow {
+    /// Sample type.
+    pub data_type: DataType,
+    /// Bands.
+    pub bands: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// Samples, `[band][row][col]`.
+    pub bytes: Vec<u8>,
 }
 
 /// Decoded tile: `bands` planes of `tile_height * tile_width` values.
@@ -86,12 +130,20 @@ impl Cog {
         let cache = ReadaheadMetadataCache::new(Arc::clone(&reader));
         let mut meta = TiffMetadataReader::try_open(&cache).await?;
         let mut ifds = meta.read_all_ifds(&cache).await?;
-        if ifds.is_empty() {
-            return Err(CogError::Unsupported("no image in file".into()));
-        }
-        // The full-resolution image is the first IFD in a COG; overviews follow.
-        let ifd = ifds.swap_remove(0);
-        let info = info(&ifd)?;
+        // The full-resolution image is the first IFD of a valid COG; take the widest, so that
+        // files with their IFDs in another order (not valid COGs) still read.
+        let full = (0..ifds.len())
+            .max_by_key(|&i| (ifds[i].image_width(), std::cmp::Reverse(i)))
+            .ok_or_else(|| CogError::Unsupported("no image in file".into()))?;
+        let ifd = ifds.swap_remove(full);
+        let mut overviews: Vec<(usize, usize)> = ifds
+            .iter()
+            .filter(|o| o.samples_per_pixel() == ifd.samples_per_pixel() && o.image_width() < ifd.image_width())
+            .map(|o| (o.image_width() as usize, o.image_height() as usize))
+            .collect();
+        overviews.sort_by(|a, b| b.cmp(a));
+        let mut info = info(&ifd)?;
+        info.overviews = overviews;
         Ok(Self { reader, ifd: Arc::new(ifd), info, tiles: Mutex::new(HashMap::new()) })
     }
 
@@ -155,7 +207,7 @@ impl Cog {
         height: usize,
         method: Resampling,
     ) -> Result<Raster, CogError> {
-        let src_t = self.info.transform;
+        let src_t = self.info.geo_transform()?;
         let (fc, fr) = src_t.invert(dst.0[0], dst.0[3]);
         let aligned = (dst.res_x() - src_t.res_x()).abs() < 1e-9 * src_t.res_x()
             && (dst.res_y() - src_t.res_y()).abs() < 1e-9 * src_t.res_y()
@@ -176,6 +228,46 @@ impl Cog {
         let data = self.read_window(band, c0, r0, sw, sh).await?;
         let src = Raster { transform: src_t.offset(c0 as f64, r0 as f64), width: sw, height: sh, data };
         Ok(resample(&src, dst, width, height, method))
+    }
+
+    /// Reads every band of the window at `(col, row)` of `width` x `height`, which must lie
+    /// inside the image, in the file's own data type. Not cached: for inspection and checks.
+    pub async fn read_window_raw(&self, col: usize, row: usize, width: usize, height: usize) -> Result<RawWindow, CogError> {
+        let info = &self.info;
+        if width == 0 || height == 0 || col + width > info.width || row + height > info.height {
+            return Err(CogError::Window(format!(
+                "window {col},{row},{width},{height} is not inside the {}x{} image",
+                info.width, info.height
+            )));
+        }
+        let (tw, th, bands, size) = (info.tile_width, info.tile_height, info.bands, info.sample_bytes());
+        let mut out = vec![0u8; bands * width * height * size];
+        for ty in row / th..=(row + height - 1) / th {
+            for tx in col / tw..=(col + width - 1) / tw {
+                let tile = self.ifd.fetch_tile(tx, ty, self.reader.as_ref()).await.map_err(|source| CogError::Tile {
+                    x: tx,
+                    y: ty,
+                    range: String::new(),
+                    source,
+                })?;
+                let planes = tokio::task::spawn_blocking(move || tile.decode(&DecoderRegistry::default()))
+                    .await
+                    .map_err(|e| CogError::Task(e.to_string()))?
+                    .map_err(|source| CogError::Tile { x: tx, y: ty, range: String::new(), source })?;
+                let planes = raw_planes(planes, info)?;
+                let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
+                let (r0, r1) = ((ty * th).max(row), ((ty + 1) * th).min(row + height));
+                for b in 0..bands {
+                    for r in r0..r1 {
+                        let src = (b * th * tw + (r - ty * th) * tw + (c0 - tx * tw)) * size;
+                        let dst = (b * height * width + (r - row) * width + (c0 - col)) * size;
+                        let n = (c1 - c0) * size;
+                        out[dst..dst + n].copy_from_slice(&planes[src..src + n]);
+                    }
+                }
+            }
+        }
+        Ok(RawWindow { data_type: info.data_type, bands, height, width, bytes: out })
     }
 
     /// Drops cached tiles that lie entirely above pixel row `row`: the stream has passed them.
@@ -266,6 +358,41 @@ fn to_planes(array: async_tiff::Array, info: &CogInfo) -> Result<Vec<f32>, CogEr
     Ok(out)
 }
 
+/// A decoded tile's samples as native-endian bytes, band-major `[band][row][col]`.
+fn raw_planes(array: async_tiff::Array, info: &CogInfo) -> Result<Vec<u8>, CogError> {
+    let shape = array.shape();
+    let (tw, th, bands) = (info.tile_width, info.tile_height, info.bands);
+    let planar = match shape {
+        [h, w, b] if h == th && w == tw && b == bands => bands == 1,
+        [b, h, w] if h == th && w == tw && b == bands => true,
+        other => return Err(CogError::Unsupported(format!("decoded tile has shape {other:?}"))),
+    };
+    use bytemuck::cast_slice;
+    let bytes: Vec<u8> = match array.into_inner().0 {
+        TypedArray::UInt8(v) => v,
+        TypedArray::Int8(v) => cast_slice(&v).to_vec(),
+        TypedArray::UInt16(v) => cast_slice(&v).to_vec(),
+        TypedArray::Int16(v) => cast_slice(&v).to_vec(),
+        TypedArray::UInt32(v) => cast_slice(&v).to_vec(),
+        TypedArray::Int32(v) => cast_slice(&v).to_vec(),
+        TypedArray::Float32(v) => cast_slice(&v).to_vec(),
+        TypedArray::Float64(v) => cast_slice(&v).to_vec(),
+        other => return Err(CogError::Unsupported(format!("sample type {}", type_name(&other)))),
+    };
+    if planar {
+        return Ok(bytes);
+    }
+    let size = info.sample_bytes();
+    let n = tw * th;
+    let mut out = vec![0u8; bytes.len()];
+    for (i, px) in bytes.chunks_exact(size * bands).enumerate() {
+        for b in 0..bands {
+            out[(b * n + i) * size..(b * n + i + 1) * size].copy_from_slice(&px[b * size..(b + 1) * size]);
+        }
+    }
+    Ok(out)
+}
+
 fn type_name(a: &TypedArray) -> &'static str {
     match a {
         TypedArray::Bool(_) => "1-bit",
@@ -302,10 +429,23 @@ fn info(ifd: &ImageFileDirectory) -> Result<CogInfo, CogError> {
             "corrupt tile index: {offsets} offsets and {counts} byte counts for {needed} tiles"
         )));
     }
-    let transform = geo_transform(ifd)?;
+    let (transform, gcp_count) = geo_transform(ifd)?;
     let epsg = ifd.geo_key_directory().and_then(|g| g.epsg_code()).map(u32::from);
     let nodata = ifd.gdal_nodata().and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
-    Ok(CogInfo { width, height, tile_width, tile_height, bands, transform, epsg, nodata, data_type, compression })
+    Ok(CogInfo {
+        width,
+        height,
+        tile_width,
+        tile_height,
+        bands,
+        transform,
+        gcp_count,
+        overviews: Vec::new(),
+        epsg,
+        nodata,
+        data_type,
+        compression,
+    })
 }
 
 fn ifd_data_type(ifd: &ImageFileDirectory) -> Result<DataType, CogError> {
@@ -326,7 +466,8 @@ fn ifd_data_type(ifd: &ImageFileDirectory) -> Result<DataType, CogError> {
     Ok(dt)
 }
 
-fn geo_transform(ifd: &ImageFileDirectory) -> Result<GeoTransform, CogError> {
+/// The affine transform, if any, and the number of ground control points.
+fn geo_transform(ifd: &ImageFileDirectory) -> Result<(Option<GeoTransform>, usize), CogError> {
     let pixel_is_point = ifd.geo_key_directory().and_then(|g| g.raster_type) == Some(2);
     let t = if let Some(m) = ifd.model_transformation().filter(|m| m.len() >= 8) {
         GeoTransform([m[3], m[0], m[1], m[7], m[4], m[5]])
@@ -336,18 +477,13 @@ fn geo_transform(ifd: &ImageFileDirectory) -> Result<GeoTransform, CogError> {
                 let (i, j, x, y) = (tp[0], tp[1], tp[3], tp[4]);
                 GeoTransform::north_up(x - i * scale[0], y + j * scale[1], scale[0], scale[1])
             }
-            (Some(tp), _) if tp.len() > 6 => {
-                return Err(CogError::NotGeoreferenced(format!(
-                    "georeferenced by {} ground control points only; GCP geocoding is not supported",
-                    tp.len() / 6
-                )));
-            }
-            _ => return Err(CogError::NotGeoreferenced("no ModelTransformation or ModelTiepoint+ModelPixelScale".into())),
+            (Some(tp), _) if tp.len() > 6 => return Ok((None, tp.len() / 6)),
+            _ => return Ok((None, 0)),
         }
     };
     if !t.is_north_up() {
         return Err(CogError::Unsupported(format!("rotated or south-up grid {:?}", t.0)));
     }
     // GDAL's convention: a PixelIsPoint tie point names the pixel centre.
-    Ok(if pixel_is_point { t.offset(-0.5, -0.5) } else { t })
+    Ok((Some(if pixel_is_point { t.offset(-0.5, -0.5) } else { t }), 0))
 }

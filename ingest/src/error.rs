@@ -128,6 +128,9 @@ pub enum CogError {
     /// The TIFF carries no usable georeferencing.
     #[error("not georeferenced: {0}")]
     NotGeoreferenced(String),
+    /// A pixel window that does not fit the image.
+    #[error("{0}")]
+    Window(String),
     /// The TIFF parser gave up on a malformed file.
     #[error("malformed TIFF: {0}")]
     Malformed(String),

@@ -57,6 +57,7 @@ struct BandAsset {
     key: String,
     href: String,
     cog: Cog,
+    transform: GeoTransform,
 }
 
 /// A scene whose assets are open and whose grid is known.
@@ -109,7 +110,7 @@ impl SceneSource {
         // The finest band defines the grid; ties go to the first in band order.
         let finest = bands
             .iter()
-            .min_by(|a, b| a.cog.info().transform.res_x().total_cmp(&b.cog.info().transform.res_x()))
+            .min_by(|a, b| a.transform.res_x().total_cmp(&b.transform.res_x()))
             .ok_or_else(|| Error::InvalidItem { item: item.id().into(), what: "modality has no bands".into() })?;
         let info = finest.cog.info();
         let epsg = info.epsg.ok_or_else(|| Error::Asset {
@@ -125,7 +126,7 @@ impl SceneSource {
             }
         }
         let grid = ChipGrid::new(info.width, info.height, o.chip_size, o.stride, o.edge)?;
-        let transform = info.transform;
+        let transform = finest.transform;
         Ok(OpenScene { bands, scl, transform, epsg, grid, proj: ToWgs84::new(epsg)?, item })
     }
 
@@ -181,7 +182,8 @@ async fn open_asset(item: &SceneItem, key: String, href: String) -> Result<BandA
     let asset_err = |source| Error::Asset { item: item.id().into(), asset: key.clone(), href: href.clone(), source };
     let location = crate::store::open(&href, &item.base_dir)?;
     let cog = Cog::open(&location).await.map_err(asset_err)?;
-    Ok(BandAsset { key, href, cog })
+    let transform = cog.info().geo_transform().map_err(asset_err)?;
+    Ok(BandAsset { key, href, cog, transform })
 }
 
 /// `error: cause: cause` on one line.
@@ -235,7 +237,7 @@ impl OpenScene {
         // Tiles above the next strip will not be needed again.
         let next_top = self.transform.apply(0.0, (ro + options.stride) as f64).1;
         for b in self.bands.iter().chain(self.scl.iter()) {
-            let (_, r) = b.cog.info().transform.invert(0.0, next_top);
+            let (_, r) = b.transform.invert(0.0, next_top);
             b.cog.evict_above(r.max(0.0).floor() as usize);
         }
 

@@ -3,9 +3,13 @@
 //! The binary's pipelines, each a chain of sources → operators → sinks named by a config file:
 //!
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
+//! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
+//! - [`npy`]: NumPy `.npy` output.
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 
 #![deny(missing_docs)]
 
+pub mod cog;
 pub mod map;
+pub mod npy;
 pub mod telemetry;

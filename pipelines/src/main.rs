@@ -30,6 +30,30 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Inspect (Cloud-Optimized) GeoTIFFs.
+    #[command(subcommand)]
+    Cog(CogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CogCommand {
+    /// Size, tiles, compression, data type, CRS, transform, nodata and overviews, as JSON.
+    Info {
+        /// Path, file:// URL or URL of the GeoTIFF.
+        href: String,
+    },
+    /// Read a window of the full-resolution image (all bands) into a NumPy .npy file, in the
+    /// file's own data type, shape (bands, height, width).
+    Read {
+        /// Path, file:// URL or URL of the GeoTIFF.
+        href: String,
+        /// COL,ROW,WIDTH,HEIGHT in pixels.
+        #[arg(long)]
+        window: String,
+        /// Output .npy file.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +100,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {failure}");
             }
             Ok(if summary.chips.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Cog(CogCommand::Info { href }) => {
+            println!("{:#}", terrastream::cog::info(&href).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cog(CogCommand::Read { href, window, out }) => {
+            terrastream::cog::read(&href, terrastream::cog::parse_window(&window)?, &out).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

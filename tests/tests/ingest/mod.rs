@@ -1,0 +1,3 @@
+//! The ingestor's COG reader against GDAL.
+
+mod cog_read;
