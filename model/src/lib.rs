@@ -11,6 +11,17 @@
 //! Every block is a struct built from an `nn::Path` whose tree equals the checkpoint's key tree;
 //! [`TerraMind`] ties them together.
 //!
+//! Notes:
+//! - `.pt` checkpoints (`torch.save` state dicts) are read by this crate's own zip + pickle
+//!   reader: libtorch's C++ loaders reject the `OrderedDict` of a `state_dict()`. Python's torch
+//!   cannot be imported in the build environment, so the tests write `.pt` files themselves
+//!   (`tests/common/torch_save.rs`) and read one written by CPython's pickler
+//!   (`tests/data/make_state_dict.py`).
+//! - Random weights and TiM sampling use a seeded generator of this crate, not libtorch's global
+//!   one, so results are reproducible with several models or threads.
+//! - Feature `hub` adds [`fetch_weights`](crate) (download of the official checkpoints with
+//!   `curl`); it is off by default and no test uses it.
+//!
 //! ```no_run
 //! use tch::{Device, Kind, Tensor};
 //! use terrastream_model::{Config, Merge, Modality, TerraMind};
@@ -28,6 +39,8 @@ mod decoder;
 mod embedding;
 mod encoder;
 mod error;
+#[cfg(feature = "hub")]
+mod hub;
 mod input;
 mod layers;
 mod merge;
@@ -42,6 +55,8 @@ mod weights;
 
 pub use config::{Config, MlpKind};
 pub use error::{Error, Result, ShapeMismatch};
+#[cfg(feature = "hub")]
+pub use hub::{fetch_weights, weights_url};
 pub use merge::Merge;
 pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};

@@ -241,3 +241,54 @@ impl TerraMind {
         Ok((all_ids, all_logits, layers))
     }
 }
+
+impl TerraMind {
+    /// Every output under the parity fixtures' tensor names, for checks and for users who bring
+    /// their own tensors: `embed`, `layer_{i}`, `mean_last`, and with `tim`: `tim_<T>_ids`,
+    /// `tim_<T>_logits_top5`, `tim_<T>_logits_top5_ids`, `tim_layer_{i}`, `tim_mean_last`
+    /// (`T` = [`Modality::tim_name`]). Write them with `Tensor::write_safetensors`.
+    pub fn named_outputs(
+        &self,
+        inputs: &[(Modality, Tensor)],
+        tim: Option<&TimConfig>,
+    ) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![("embed".to_string(), self.embed_tokens(inputs)?)];
+        let layers = self.forward_layers(inputs)?;
+        let mean = match layers.last() {
+            Some(last) => Merge::Mean.apply(last, inputs.len() as i64)?,
+            None => return Err(Error::NoInputs),
+        };
+        out.extend(
+            layers
+                .into_iter()
+                .enumerate()
+                .map(|(i, l)| (format!("layer_{i}"), l)),
+        );
+        out.push(("mean_last".to_string(), mean));
+        if let Some(cfg) = tim {
+            let t = self.tim(
+                inputs,
+                &TimConfig {
+                    keep_logits: true,
+                    ..cfg.clone()
+                },
+            )?;
+            for (m, ids) in &t.ids {
+                out.push((format!("tim_{}_ids", m.tim_name()), ids.shallow_clone()));
+            }
+            for (m, logits) in &t.logits {
+                let (values, ids) = logits.f_topk(5, -1, true, true)?;
+                out.push((format!("tim_{}_logits_top5", m.tim_name()), values));
+                out.push((format!("tim_{}_logits_top5_ids", m.tim_name()), ids));
+            }
+            out.push(("tim_mean_last".to_string(), t.merged(Merge::Mean)?));
+            out.extend(
+                t.layers
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| (format!("tim_layer_{i}"), l)),
+            );
+        }
+        Ok(out)
+    }
+}

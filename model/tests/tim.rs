@@ -169,3 +169,42 @@ fn tim_errors_and_token_inputs() {
     let err = model.forward_layers(&[(Modality::LULC, bad)]);
     assert!(matches!(err, Err(Error::InputShape { .. })));
 }
+
+#[test]
+fn named_outputs_cover_the_fixture() {
+    let model = tiny(&[Modality::LULC]);
+    let expected = read("outputs.safetensors");
+    let ours = model
+        .named_outputs(&inputs(), Some(&TimConfig::argmax(&[Modality::LULC])))
+        .expect("outputs");
+    let mut names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let mut want: Vec<&str> = expected.keys().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(names, want);
+    for (name, t) in &ours {
+        if t.is_floating_point() {
+            assert!(max_abs_diff(t, &expected[name]) <= ATOL, "{name}");
+        } else {
+            assert_eq!(max_abs_diff(t, &expected[name]), 0.0, "{name}");
+        }
+    }
+}
+
+#[test]
+fn bf16_runs_close_to_f32() {
+    let f32_model = tiny(&[Modality::LULC]);
+    let bf16 = tiny(&[Modality::LULC]).with_precision(terrastream_model::Precision::Bf16);
+    let inputs = inputs();
+    let a = f32_model.encode(&inputs, Merge::Mean).expect("f32");
+    let b = bf16.encode(&inputs, Merge::Mean).expect("bf16");
+    assert_eq!(b.kind(), Kind::Float);
+    let d = max_abs_diff(&a, &b);
+    let scale = a.abs().max().double_value(&[]);
+    println!("bf16 vs f32 mean_last max |diff| = {d:.3e} (values up to {scale:.2})");
+    assert!(d < 0.1 * scale, "bf16 too far from f32: {d}");
+    let out = bf16
+        .tim(&inputs, &TimConfig::argmax(&[Modality::LULC]))
+        .expect("tim bf16");
+    assert_eq!(out.ids(Modality::LULC).expect("ids").size(), [2, 196]);
+}
