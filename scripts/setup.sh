@@ -61,7 +61,7 @@ if [ ! -f "$stamp" ]; then
   else
     "$vpy" -m pip install -q --no-deps "torch==$torch_version" "${cpu_extras[@]}"
   fi
-  "$vpy" -m pip install -q duckdb numpy
+  "$vpy" -m pip install -q duckdb numpy jsonschema
   rm -f "$venv"/.terrastream-*
   touch "$stamp"
 fi

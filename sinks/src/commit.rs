@@ -52,6 +52,12 @@ impl PendingFile {
     }
 }
 
+/// A file stem for an id (scene id, grid tile): letters, digits, `-`, `_` and `.` are kept,
+/// anything else becomes `_`, so the name is the same on every run and every backend.
+pub fn safe_file_stem(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,4 +48,52 @@ pub enum Error {
     /// A background task failed.
     #[error("writer task: {0}")]
     Task(String),
+    /// COG encoding failed.
+    #[error("writing COG {}", path.display())]
+    Cog {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: geotiff_writer::Error,
+    },
+    /// Chips of one output cannot be mosaicked together.
+    #[error("mosaic {key}: {reason}")]
+    Mosaic {
+        /// The output's key (scene id).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A sink option is invalid.
+    #[error("sink option {key}: {reason}")]
+    Option {
+        /// The option, as written in a config file (`cog.tile_size`).
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An object-store operation failed.
+    #[error("object store: {op} {key}")]
+    ObjectStore {
+        /// What was being done (`put`, `copy`, ...).
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// Why.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Georeferencing (CRS, footprint) failed.
+    #[error(transparent)]
+    Geo(#[from] terrastream_ingest::Error),
+    /// JSON encoding or decoding failed.
+    #[error("JSON {}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
 }

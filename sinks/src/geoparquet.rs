@@ -24,6 +24,7 @@ use terrastream_ingest::schema::{BBOX, GEOMETRY, SCENE_ID, TENSOR_EXTENSION};
 use tracing::{debug, info};
 
 use crate::commit::PendingFile;
+pub use crate::report::SinkReport;
 use crate::{Error, Result};
 
 /// Where and how to write embeddings.
@@ -58,15 +59,6 @@ impl GeoParquetConfig {
     }
 }
 
-/// What a sink wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SinkReport {
-    /// Committed files.
-    pub files: Vec<PathBuf>,
-    /// Rows in them.
-    pub rows: u64,
-}
-
 /// Writes chip batches to GeoParquet.
 #[derive(Debug)]
 pub struct GeoParquetSink {
@@ -87,11 +79,7 @@ struct SceneFile {
 impl GeoParquetSink {
     /// The path of a scene's file.
     pub fn path_for(&self, scene_id: &str) -> PathBuf {
-        let safe: String = scene_id
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
-            .collect();
-        self.dir.join("embeddings").join(format!("{safe}.parquet"))
+        self.dir.join("embeddings").join(format!("{}.parquet", crate::commit::safe_file_stem(scene_id)))
     }
 
     /// Consumes `input` until it ends, committing one file per scene.

@@ -1,15 +1,32 @@
 //! terrastream-sinks: where chip batches end.
 //!
-//! - [`geoparquet`]: embeddings and chip metadata to GeoParquet 1.1, one file per scene.
-//! - [`commit`]: atomic commit of output files (temporary name, then rename).
-//! - [`crs`]: PROJJSON for the CRS GeoParquet metadata needs.
+//! Every sink follows one shape: a serde config (`deny_unknown_fields`) whose
+//! `build(ledger) -> Result<Sink>` validates everything before any I/O, and a runtime whose
+//! `run(self, ChipStream) -> Result<SinkReport>` consumes the stream and commits one file per
+//! work unit (scene), atomically, under a deterministic name.
+//!
+//! | module | what | entry points |
+//! |---|---|---|
+//! | [`geoparquet`] | embeddings and chip metadata to GeoParquet 1.1, one file per scene | [`GeoParquetConfig::build`], [`GeoParquetSink::run`] |
+//! | [`cog`] | class masks / probabilities mosaicked per scene into tiled COGs with overviews, colour table, STAC item | [`CogConfig::build`], [`CogSink::run`] |
+//! | [`stac`] | STAC items (projection, raster, file extensions) per output file, static collection per output directory | [`stac::write_item`], [`stac::write_collection`] |
+//! | [`commit`] | atomic commit: local temporary name + rename; object stores: temporary key + copy, or conditional put | [`commit::PendingFile`], [`commit::ObjectCommit`] |
+//! | [`crs`] | PROJJSON for the CRS GeoParquet metadata needs | [`crs::epsg_4326`] |
+//! | [`report`] | what a sink wrote | [`SinkReport`] |
+//!
+//! Errors are one [`Error`] enum; failures name the file, column, option or scene.
 
 #![deny(missing_docs)]
 
+pub mod cog;
 pub mod commit;
 pub mod crs;
 mod error;
 pub mod geoparquet;
+pub mod report;
+pub mod stac;
 
+pub use cog::{CogConfig, CogSink};
 pub use error::{Error, Result};
-pub use geoparquet::{GeoParquetConfig, GeoParquetSink, SinkReport};
+pub use geoparquet::{GeoParquetConfig, GeoParquetSink};
+pub use report::SinkReport;
