@@ -52,7 +52,8 @@ impl DeviceChoice {
         }
     }
 
-    fn device(self) -> Device {
+    /// The tch device.
+    pub fn device(self) -> Device {
         match self {
             Self::Auto => Device::cuda_if_available(),
             Self::Cpu => Device::Cpu,

@@ -5,11 +5,13 @@
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
 //! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
 //! - [`npy`]: NumPy `.npy` output.
+//! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 
 #![deny(missing_docs)]
 
 pub mod cog;
 pub mod map;
+pub mod model_cmd;
 pub mod npy;
 pub mod telemetry;

@@ -33,6 +33,53 @@ enum Command {
     /// Inspect (Cloud-Optimized) GeoTIFFs.
     #[command(subcommand)]
     Cog(CogCommand),
+    /// Run TerraMind on your own tensors.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Encoder (and TiM) outputs for per-modality input tensors, named as the parity fixtures.
+    Embed {
+        /// tiny, small, base or large.
+        #[arg(long, default_value = "tiny")]
+        variant: String,
+        /// TerraMind_v1_<variant>.pt or .safetensors; without it: random weights (testing only).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Safetensors with one B x C x H x W float32 tensor per modality (S2L2A, S1GRD, ...),
+        /// standardized.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output safetensors.
+        #[arg(long)]
+        output: PathBuf,
+        /// Input modalities in token order (default: S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM order).
+        #[arg(long, value_delimiter = ',')]
+        modalities: Option<Vec<String>>,
+        /// Generate these modalities with TiM (e.g. LULC).
+        #[arg(long, value_delimiter = ',')]
+        tim: Vec<String>,
+        /// TiM sampling temperature; 0 = argmax.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        /// TiM nucleus (top-p) threshold; 0 = off.
+        #[arg(long, default_value_t = 0.8)]
+        top_p: f64,
+        /// TiM sampling seed.
+        #[arg(long, default_value_t = 0)]
+        tim_seed: u64,
+        /// mean (also write mean_last) or none.
+        #[arg(long, default_value = "mean")]
+        merge: String,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +147,39 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {failure}");
             }
             Ok(if summary.chips.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Model(ModelCommand::Embed {
+            variant,
+            checkpoint,
+            seed,
+            input,
+            output,
+            modalities,
+            tim,
+            temperature,
+            top_p,
+            tim_seed,
+            merge,
+            device,
+        }) => {
+            let device = terrastream_operators::DeviceChoice::parse(&device)?.device();
+            let args = terrastream::model_cmd::EmbedArgs {
+                variant,
+                checkpoint,
+                seed,
+                input,
+                output,
+                modalities,
+                tim,
+                temperature,
+                top_p,
+                tim_seed,
+                merge,
+                device,
+            };
+            let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;
+            println!("wrote {}", names.join(", "));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Cog(CogCommand::Info { href }) => {
             println!("{:#}", terrastream::cog::info(&href).await?);

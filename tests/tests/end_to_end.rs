@@ -3,3 +3,4 @@
 mod common;
 mod demo;
 mod ingest;
+mod model;
