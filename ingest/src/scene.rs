@@ -167,8 +167,10 @@ impl SceneSource {
         info!(scene = scene.item.id(), chips = scene.grid.len(), epsg = scene.epsg, "scene open");
         self.ledger.add_planned(scene.grid.len() as u64);
         let schema = self.schema();
-        for (row_idx, &ro) in scene.grid.row_offsets().iter().enumerate() {
-            let batch = scene.read_chip_row(&schema, &self.options, row_idx, ro).await?;
+        let rows = scene.grid.row_offsets();
+        for (row_idx, &ro) in rows.iter().enumerate() {
+            let next = rows.get(row_idx + 1).copied().unwrap_or(usize::MAX / 2);
+            let batch = scene.read_chip_row(&schema, &self.options, row_idx, ro, next).await?;
             self.ledger.add_read(batch.num_rows() as u64);
             if tx.send(batch).await.is_err() {
                 return Ok(());
@@ -220,6 +222,7 @@ impl OpenScene {
         options: &SceneOptions,
         row_idx: usize,
         ro: usize,
+        next_ro: usize,
     ) -> Result<RecordBatch> {
         let chip = options.chip_size;
         let cols = self.grid.col_offsets();
@@ -234,8 +237,8 @@ impl OpenScene {
             Some(b) => Some(self.read_band(b, &strip_t, strip_w, chip, Resampling::Nearest).await?),
             None => None,
         };
-        // Tiles above the next strip will not be needed again.
-        let next_top = self.transform.apply(0.0, (ro + options.stride) as f64).1;
+        // Tiles above the next chip row will not be needed again.
+        let next_top = self.transform.apply(0.0, next_ro as f64).1;
         for b in self.bands.iter().chain(self.scl.iter()) {
             let (_, r) = b.transform.invert(0.0, next_top);
             b.cog.evict_above(r.max(0.0).floor() as usize);

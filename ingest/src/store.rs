@@ -1,11 +1,20 @@
-//! Hrefs to `object_store` locations.
+//! Hrefs to `object_store` locations: local paths and `file://` URLs, `http(s)://` with range
+//! requests, and `s3://` (anonymous, or with the usual `AWS_*` credentials).
+//!
+//! Remote stores are created once per host or bucket and shared, so connections are reused;
+//! every remote store retries timeouts, 429 and 5xx answers with exponential backoff and jitter.
 
+use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::{Error, Result};
 
@@ -18,35 +27,127 @@ pub struct Location {
     pub path: Path,
 }
 
-/// Opens `href`: a local path (absolute, or relative to `base_dir`) or a `file://` URL.
-///
-/// Remote schemes (`https://`, `s3://`) are recognised and refused with a clear error until
-/// remote access lands; rewrite such hrefs to a local mirror meanwhile.
-pub fn open(href: &str, base_dir: &FsPath) -> Result<Location> {
-    let local = local_path(href, base_dir)?;
-    let abs = if local.is_absolute() { local } else { base_dir.join(local) };
-    let abs = std::path::absolute(&abs).map_err(|e| Error::Href { href: href.to_string(), reason: e.to_string() })?;
-    let abs = normalize(&abs);
-    let path = Path::from_absolute_path(&abs)
-        .map_err(|e| Error::Href { href: href.to_string(), reason: e.to_string() })?;
-    Ok(Location { store: Arc::new(LocalFileSystem::new()), path })
+/// Network settings of remote stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteOptions {
+    /// Retries of a failed request (timeouts, connection errors, 429, 5xx).
+    pub max_retries: usize,
+    /// First backoff; it doubles (with jitter) up to `max_backoff`.
+    pub init_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// Time limit of one request.
+    pub timeout: Duration,
 }
 
-fn local_path(href: &str, base_dir: &FsPath) -> Result<PathBuf> {
-    if let Some(rest) = href.strip_prefix("file://") {
-        return Ok(PathBuf::from(rest));
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            max_retries: 5,
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            timeout: Duration::from_secs(30),
+        }
     }
-    if let Some((scheme, _)) = href.split_once("://") {
-        return Err(Error::Href {
-            href: href.to_string(),
-            reason: format!(
-                "{scheme}:// assets are not readable yet (remote access is not implemented); \
-                 map them to local files with a rewrite rule (base dir {})",
-                base_dir.display()
+}
+
+/// Object stores by scheme and host, created on first use.
+#[derive(Debug, Default)]
+pub struct Stores {
+    options: RemoteOptions,
+    remote: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl Stores {
+    /// A registry whose remote stores use `options`.
+    pub fn new(options: RemoteOptions) -> Self {
+        Self { options, remote: Mutex::new(HashMap::new()) }
+    }
+
+    /// The process-wide registry with default options.
+    pub fn global() -> &'static Stores {
+        static STORES: OnceLock<Stores> = OnceLock::new();
+        STORES.get_or_init(Stores::default)
+    }
+
+    /// Opens `href`: a local path (absolute, or relative to `base_dir`), a `file://` URL, an
+    /// `http(s)://` URL or an `s3://bucket/key` URL.
+    pub fn open(&self, href: &str, base_dir: &FsPath) -> Result<Location> {
+        let herr = |reason: String| Error::Href { href: href.to_string(), reason };
+        if let Some(rest) = href.strip_prefix("file://") {
+            return local(href, PathBuf::from(rest), base_dir);
+        }
+        let Some((scheme, rest)) = href.split_once("://") else {
+            return local(href, PathBuf::from(href), base_dir);
+        };
+        let (host, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if host.is_empty() || key.is_empty() {
+            return Err(herr("expected scheme://host/path".into()));
+        }
+        let path = Path::parse(key).map_err(|e| herr(e.to_string()))?;
+        let store_key = format!("{scheme}://{host}");
+        let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = remote.get(&store_key) {
+            return Ok(Location { store: Arc::clone(store), path });
+        }
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "http" | "https" => Arc::new(
+                HttpBuilder::new()
+                    .with_url(store_key.clone())
+                    .with_client_options(self.client_options())
+                    .with_retry(self.retry())
+                    .build()
+                    .map_err(|e| herr(e.to_string()))?,
             ),
-        });
+            "s3" => {
+                let builder = AmazonS3Builder::from_env().with_bucket_name(host).with_retry(self.retry());
+                // Public buckets (sentinel-cogs) need no credentials: do not sign without them.
+                let anonymous = std::env::var_os("AWS_ACCESS_KEY_ID").is_none();
+                let builder = if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                    builder.with_region("us-west-2")
+                } else {
+                    builder
+                };
+                Arc::new(
+                    builder
+                        .with_skip_signature(anonymous)
+                        .with_client_options(self.client_options())
+                        .build()
+                        .map_err(|e| herr(e.to_string()))?,
+                )
+            }
+            other => return Err(herr(format!("unsupported scheme {other}:// (file, http, https, s3)"))),
+        };
+        remote.insert(store_key, Arc::clone(&store));
+        Ok(Location { store, path })
     }
-    Ok(PathBuf::from(href))
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig { init_backoff: self.options.init_backoff, max_backoff: self.options.max_backoff, base: 2.0 },
+            max_retries: self.options.max_retries,
+            retry_timeout: Duration::from_secs(180),
+        }
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        ClientOptions::new().with_timeout(self.options.timeout).with_allow_http(true)
+    }
+}
+
+/// Opens `href` with the process-wide [`Stores`].
+pub fn open(href: &str, base_dir: &FsPath) -> Result<Location> {
+    Stores::global().open(href, base_dir)
+}
+
+fn local(href: &str, local: PathBuf, base_dir: &FsPath) -> Result<Location> {
+    let herr = |reason: String| Error::Href { href: href.to_string(), reason };
+    let abs = if local.is_absolute() { local } else { base_dir.join(local) };
+    let abs = normalize(&std::path::absolute(&abs).map_err(|e| herr(e.to_string()))?);
+    let path = Path::from_absolute_path(&abs).map_err(|e| herr(e.to_string()))?;
+    static LOCAL: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
+    let store = LOCAL.get_or_init(|| Arc::new(LocalFileSystem::new()));
+    Ok(Location { store: Arc::clone(store), path })
 }
 
 /// Removes `.` and `..` components without touching the file system (the file may not exist,
@@ -78,8 +179,19 @@ mod tests {
     }
 
     #[test]
-    fn remote_schemes_are_refused_by_name() {
-        let err = open("https://example.com/B02.tif", FsPath::new("/")).expect_err("remote");
-        assert!(err.to_string().contains("https://example.com/B02.tif"), "{err}");
+    fn remote_stores_are_shared_per_host() {
+        let stores = Stores::default();
+        let a = stores.open("https://example.com/a/B02.tif", FsPath::new("/")).expect("https");
+        let b = stores.open("https://example.com/b/B03.tif", FsPath::new("/")).expect("https");
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert_eq!(b.path.as_ref(), "b/B03.tif");
+        let s3 = stores.open("s3://sentinel-cogs/sentinel-s2-l2a-cogs/x.tif", FsPath::new("/")).expect("s3");
+        assert_eq!(s3.path.as_ref(), "sentinel-s2-l2a-cogs/x.tif");
+    }
+
+    #[test]
+    fn unknown_schemes_are_named() {
+        let err = open("ftp://example.com/B02.tif", FsPath::new("/")).expect_err("ftp");
+        assert!(err.to_string().contains("ftp://example.com/B02.tif") && err.to_string().contains("unsupported scheme"), "{err}");
     }
 }

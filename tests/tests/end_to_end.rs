@@ -1,6 +1,9 @@
 //! End-to-end tests: whole pipelines on the real sample data, one binary, a module per area.
 
+#![allow(unreachable_pub)]
+
 mod common;
 mod demo;
 mod ingest;
 mod model;
+mod sinks;

@@ -88,6 +88,11 @@ pub fn describe(out: &Output) -> String {
 /// Writes a run config for `item` (a path) whose assets are read from `assets_dir`, with the
 /// demo's settings, and returns its path.
 pub fn write_config(dir: &Path, item: &Path, assets_dir: &Path, out: &Path) -> PathBuf {
+    write_config_href(dir, item, &assets_dir.display().to_string(), out)
+}
+
+/// As [`write_config`], with the assets under `assets` (a directory or URL prefix).
+pub fn write_config_href(dir: &Path, item: &Path, assets: &str, out: &Path) -> PathBuf {
     let cfg = format!(
         r#"[source]
 items = ["{item}"]
@@ -102,10 +107,11 @@ device = "cpu"
 dir = "{out}"
 "#,
         item = item.display(),
-        assets = assets_dir.display(),
         out = out.display()
     );
     let path = dir.join("run.toml");
     std::fs::write(&path, cfg).expect("write config");
     path
 }
+
+pub mod http;

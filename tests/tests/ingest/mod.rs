@@ -1,3 +1,4 @@
 //! The ingestor's COG reader against GDAL.
 
 mod cog_read;
+mod http;
