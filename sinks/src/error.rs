@@ -84,6 +84,12 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// A create-only commit found an object under the final key.
+    #[error("object store: {key} already exists (create-only commit)")]
+    AlreadyCommitted {
+        /// The object key.
+        key: String,
+    },
     /// Georeferencing (CRS, footprint) failed.
     #[error(transparent)]
     Geo(#[from] terrastream_ingest::Error),
