@@ -79,51 +79,40 @@ pub struct EmbedConfig {
     pub columns: Vec<String>,
 }
 
-type Job = (Vec<(Modality, Vec<f32>, [i64; 4])>, oneshot::Sender<Result<Vec<f32>>>);
-
 /// Adds an [`EMBEDDING`] column: one vector per chip.
 #[derive(Debug, Clone)]
 pub struct Embed {
-    inner: Arc<Worker>,
+    worker: Arc<ModelThread>,
     columns: Vec<(String, Modality)>,
     batch_size: usize,
     dim: usize,
 }
 
+/// Work for the model thread: a closure that gets the model.
+type Task = Box<dyn FnOnce(&TerraMind) + Send>;
+
+/// A dedicated thread that owns a [`TerraMind`] and its device and runs closures on it, one at a
+/// time, fed through a bounded channel of [`IN_FLIGHT`] tasks. Shared by the model operators
+/// (`embed`, `tim`).
 #[derive(Debug)]
-struct Worker {
-    tx: SyncSender<Job>,
+pub(crate) struct ModelThread {
+    tx: SyncSender<Task>,
     _thread: JoinHandle<()>,
 }
 
-impl Embed {
-    /// Loads the model on its thread. Returns once the weights are loaded, with the loader's
-    /// error (naming missing or mis-shaped keys) if they are not.
-    pub fn new(config: &EmbedConfig) -> Result<Self> {
-        if config.batch_size == 0 {
-            return Err(Error::Option { key: "model.batch_size".into(), reason: "must be > 0".into() });
-        }
-        let cfg = Config::variant(&config.variant)?;
-        let columns = config
-            .columns
-            .iter()
-            .map(|c| Ok((c.clone(), Modality::from_name(c)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let modalities: Vec<Modality> = columns.iter().map(|(_, m)| *m).collect();
-        let device = config.device.device();
-        let (tx, rx) = sync_channel::<Job>(IN_FLIGHT);
+impl ModelThread {
+    /// Starts the thread and loads the model there with `load`. Returns once `load` has
+    /// finished, with its error (naming missing or mis-shaped keys) if it failed.
+    pub(crate) fn spawn<L>(load: L) -> Result<Self>
+    where
+        L: FnOnce() -> terrastream_model::Result<TerraMind> + Send + 'static,
+    {
+        let (tx, rx) = sync_channel::<Task>(IN_FLIGHT);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-        let checkpoint = config.checkpoint.clone();
-        let seed = config.seed;
-        let variant = config.variant.clone();
         let thread = std::thread::Builder::new()
             .name("terrastream-model".into())
             .spawn(move || {
-                let model = match &checkpoint {
-                    Some(path) => TerraMind::load(&cfg, &modalities, path, device),
-                    None => TerraMind::random(&cfg, &modalities, seed, device),
-                };
-                let model = match model {
+                let model = match load() {
                     Ok(m) => {
                         let _ = ready_tx.send(Ok(()));
                         m
@@ -133,22 +122,112 @@ impl Embed {
                         return;
                     }
                 };
-                while let Ok((inputs, reply)) = rx.recv() {
-                    let _ = reply.send(run(&model, inputs, device));
+                while let Ok(task) = rx.recv() {
+                    task(&model);
                 }
             })
             .map_err(|e| Error::Worker(e.to_string()))?;
         ready_rx.recv().map_err(|e| Error::Worker(e.to_string()))??;
-        match &config.checkpoint {
-            Some(p) => info!(variant, checkpoint = %p.display(), ?device, "TerraMind loaded"),
-            None => warn!(
-                variant,
-                seed = config.seed,
-                "no checkpoint given: TerraMind runs with RANDOM weights; embeddings are only good for testing the pipeline"
-            ),
-        }
+        Ok(Self { tx, _thread: thread })
+    }
+
+    /// Runs `f` on the model thread and awaits its answer. Waiting for a free slot in the
+    /// queue happens off the async runtime.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&TerraMind) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let task: Task = Box::new(move |model| {
+            let _ = reply.send(f(model));
+        });
+        let tx = self.tx.clone();
+        // `send` blocks while IN_FLIGHT tasks wait: do that off the runtime.
+        tokio::task::spawn_blocking(move || tx.send(task))
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?
+            .map_err(|e| Error::Worker(e.to_string()))?;
+        answer.await.map_err(|e| Error::Worker(e.to_string()))?
+    }
+}
+
+/// Model inputs copied out of a record batch: per pixel column its modality, values and
+/// `[B, C, H, W]` shape. Plain data, so it can cross to the model thread.
+pub(crate) type ModelInputs = Vec<(Modality, Vec<f32>, [i64; 4])>;
+
+/// Resolves pixel column names to modalities (each column is named after its modality).
+pub(crate) fn model_columns(columns: &[String]) -> Result<Vec<(String, Modality)>> {
+    columns.iter().map(|c| Ok((c.clone(), Modality::from_name(c)?))).collect()
+}
+
+/// Loads (checkpoint) or draws (seed) the model `config` describes, with the TiM decoder for
+/// `tim` when it is not empty, and logs which.
+pub(crate) fn load_model(config: &EmbedConfig, tim: &[Modality]) -> Result<ModelThread> {
+    if config.batch_size == 0 {
+        return Err(Error::Option { key: "model.batch_size".into(), reason: "must be > 0".into() });
+    }
+    let cfg = Config::variant(&config.variant)?;
+    let modalities: Vec<Modality> = model_columns(&config.columns)?.into_iter().map(|(_, m)| m).collect();
+    let device = config.device.device();
+    let checkpoint = config.checkpoint.clone();
+    let seed = config.seed;
+    let tim = tim.to_vec();
+    let worker = ModelThread::spawn(move || match &checkpoint {
+        Some(path) => TerraMind::load_with_tim(&cfg, &modalities, &tim, path, device),
+        None => TerraMind::random_with_tim(&cfg, &modalities, &tim, seed, device),
+    })?;
+    let variant = &config.variant;
+    match &config.checkpoint {
+        Some(p) => info!(variant, checkpoint = %p.display(), ?device, "TerraMind loaded"),
+        None => warn!(
+            variant,
+            seed = config.seed,
+            "no checkpoint given: TerraMind runs with RANDOM weights; outputs are only good for testing the pipeline"
+        ),
+    }
+    Ok(worker)
+}
+
+/// Copies the pixel columns of `batch` (all its rows) into [`ModelInputs`].
+pub(crate) fn model_inputs(
+    operator: &'static str,
+    batch: &RecordBatch,
+    columns: &[(String, Modality)],
+) -> Result<ModelInputs> {
+    let rows = batch.num_rows() as i64;
+    columns
+        .iter()
+        .map(|(column, modality)| {
+            let (values, size) = f32_list(operator, batch, column)?;
+            let [c, h, w] = tensor_shape(operator, &batch.schema(), column, size)?;
+            Ok((*modality, values.values().to_vec(), [rows, c, h, w]))
+        })
+        .collect()
+}
+
+/// The tensors of [`ModelInputs`] on `device`.
+pub(crate) fn to_tensors(inputs: ModelInputs, device: Device) -> Vec<(Modality, Tensor)> {
+    inputs
+        .into_iter()
+        .map(|(m, v, shape)| (m, Tensor::from_slice(&v).view(shape).to_device(device)))
+        .collect()
+}
+
+/// A `[B, ...]` float output as a flat `Vec<f32>` on the CPU.
+pub(crate) fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    let t = t.to_device(Device::Cpu).to_kind(tch::Kind::Float).contiguous().view([-1]);
+    Vec::<f32>::try_from(&t).map_err(|e| Error::Worker(e.to_string()))
+}
+
+impl Embed {
+    /// Loads the model on its thread. Returns once the weights are loaded, with the loader's
+    /// error (naming missing or mis-shaped keys) if they are not.
+    pub fn new(config: &EmbedConfig) -> Result<Self> {
+        let columns = model_columns(&config.columns)?;
+        let worker = load_model(config, &[])?;
         let dim = Config::variant(&config.variant)?.dim as usize;
-        Ok(Self { inner: Arc::new(Worker { tx, _thread: thread }), columns, batch_size: config.batch_size, dim })
+        Ok(Self { worker: Arc::new(worker), columns, batch_size: config.batch_size, dim })
     }
 
     /// Embedding size.
@@ -169,21 +248,15 @@ impl Embed {
         let mut start = 0;
         while start < n {
             let len = self.batch_size.min(n - start);
-            let slice = batch.slice(start, len);
-            let mut inputs = Vec::with_capacity(self.columns.len());
-            for (column, modality) in &self.columns {
-                let (values, size) = f32_list(self.name(), &slice, column)?;
-                let shape = tensor_shape(&slice, column, size)?;
-                inputs.push((*modality, values.values().to_vec(), [len as i64, shape[0], shape[1], shape[2]]));
-            }
-            let (reply, answer) = oneshot::channel();
-            let tx = self.inner.tx.clone();
-            // `send` blocks while IN_FLIGHT jobs wait: do that off the runtime.
-            tokio::task::spawn_blocking(move || tx.send((inputs, reply)))
-                .await
-                .map_err(|e| Error::Worker(e.to_string()))?
-                .map_err(|e| Error::Worker(e.to_string()))?;
-            embeddings.extend(answer.await.map_err(|e| Error::Worker(e.to_string()))??);
+            let inputs = model_inputs(self.name(), &batch.slice(start, len), &self.columns)?;
+            embeddings.extend(
+                self.worker
+                    .call(move |model| {
+                        let tensors = to_tensors(inputs, model.device());
+                        to_f32_vec(&model.embed_pooled(&tensors)?)
+                    })
+                    .await?,
+            );
             start += len;
         }
         let mut columns = batch.columns().to_vec();
@@ -196,27 +269,18 @@ impl Embed {
     }
 }
 
-fn tensor_shape(batch: &RecordBatch, column: &str, size: usize) -> Result<[i64; 3]> {
-    let schema = batch.schema();
+/// The `[C, H, W]` shape of the tensor column `column` of `schema`, checked against the
+/// `size` values per row.
+pub(crate) fn tensor_shape(operator: &'static str, schema: &Schema, column: &str, size: usize) -> Result<[i64; 3]> {
     let field = schema.field_with_name(column)?;
     match schema::tensor_shape(field).as_deref() {
         Some(&[c, h, w]) if c * h * w == size => Ok([c as i64, h as i64, w as i64]),
         other => Err(Error::Column {
-            operator: "embed",
+            operator,
             column: column.into(),
             reason: format!("expected a [C, H, W] tensor column, shape metadata is {other:?}"),
         }),
     }
-}
-
-fn run(model: &TerraMind, inputs: Vec<(Modality, Vec<f32>, [i64; 4])>, device: Device) -> Result<Vec<f32>> {
-    let tensors: Vec<(Modality, Tensor)> = inputs
-        .into_iter()
-        .map(|(m, v, shape)| (m, Tensor::from_slice(&v).view(shape).to_device(device)))
-        .collect();
-    let out = model.embed_pooled(&tensors)?;
-    let out = out.to_device(Device::Cpu).to_kind(tch::Kind::Float).contiguous().view([-1]);
-    Vec::<f32>::try_from(&out).map_err(|e| Error::Worker(e.to_string()))
 }
 
 impl Operator for Embed {

@@ -7,6 +7,8 @@
 //! - [`quality_filter`]: drops chips with too little valid data or too many clouds.
 //! - [`normalize`]: standardizes pixel columns with the model's pretraining statistics.
 //! - [`embed`]: runs the TerraMind encoder on a dedicated model thread and adds `embedding`.
+//! - [`tim`]: runs TerraMind TiM on that thread and adds `tim_<MOD>` token ids (and optionally
+//!   the TiM-conditioned `embedding`).
 
 #![deny(missing_docs)]
 
@@ -15,10 +17,12 @@ mod error;
 pub mod normalize;
 pub mod operator;
 pub mod quality_filter;
+pub mod tim;
 
 pub use embed::{DeviceChoice, Embed, EmbedConfig};
 pub use error::{Error, Result};
 pub use normalize::{BandStats, Normalize};
 pub use operator::Operator;
 pub use quality_filter::QualityFilter;
+pub use tim::{Tim, TimOperatorConfig};
 pub use terrastream_ingest::ChipStream;

@@ -1,0 +1,437 @@
+//! The TiM operator: TerraMind's Thinking-in-Modalities on a dedicated model thread.
+//!
+//! For every chip the encoder-decoder generates the tokens of each target modality (default
+//! LULC); they are added as a `tim_<MOD>` column of token ids, an `arrow.fixed_shape_tensor` of
+//! shape `[H/16, W/16]` (row-major over the token grid). Optionally the TiM-conditioned chip
+//! embedding (the encoder re-run on the inputs plus the generated tokens, averaged over
+//! modalities and positions) is added as [`EMBEDDING`].
+//!
+//! The model thread is the one [`Embed`](crate::Embed) uses: batches reach it through a
+//! bounded channel, so the async runtime never blocks on the forward pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{FixedSizeListArray, Int32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::StreamExt;
+use terrastream_ingest::ChipStreamAdapter;
+use terrastream_ingest::schema::{self, EMBEDDING};
+use terrastream_model::{Config, Modality, TimConfig};
+
+use crate::embed::{
+    EmbedConfig, IN_FLIGHT, ModelThread, load_model, model_columns, model_inputs, tensor_shape, to_f32_vec,
+    to_tensors,
+};
+use crate::operator::{Operator, f32_list_array, require_f32_list};
+use crate::{ChipStream, Error, Result};
+
+/// Prefix of the generated token columns: `tim_LULC`, `tim_NDVI`, ...
+pub const TIM_PREFIX: &str = "tim_";
+
+/// What the TiM operator runs and how.
+#[derive(Debug, Clone)]
+pub struct TimOperatorConfig {
+    /// The model, its pixel input columns, batch size and device, as for `embed`.
+    pub model: EmbedConfig,
+    /// Modalities to generate (`LULC`, `NDVI`, `S2`, `S1GRD`, `S1RTC`, `DEM`), in order.
+    pub targets: Vec<String>,
+    /// Sampling temperature; 0 = argmax, deterministic.
+    pub temperature: f64,
+    /// Nucleus (top-p) threshold applied before the temperature; 0 = off.
+    pub top_p: f64,
+    /// Seed of the decoding order and the draws. With temperature > 0 a chip's ids depend on
+    /// the seed and its row within its forward batch of [`EmbedConfig::batch_size`] chips.
+    pub seed: u64,
+    /// Also add the TiM-conditioned [`EMBEDDING`] column.
+    pub embedding: bool,
+}
+
+impl TimOperatorConfig {
+    /// Greedy (temperature 0) generation of `targets` with the model `model`, no embedding.
+    pub fn argmax(model: EmbedConfig, targets: &[&str]) -> Self {
+        TimOperatorConfig {
+            model,
+            targets: targets.iter().map(ToString::to_string).collect(),
+            temperature: 0.0,
+            top_p: 0.0,
+            seed: 0,
+            embedding: false,
+        }
+    }
+}
+
+/// Adds a `tim_<MOD>` token-id column per target and, optionally, the TiM-conditioned
+/// [`EMBEDDING`].
+#[derive(Debug, Clone)]
+pub struct Tim {
+    worker: Arc<ModelThread>,
+    columns: Vec<(String, Modality)>,
+    targets: Vec<Modality>,
+    settings: TimConfig,
+    batch_size: usize,
+    dim: usize,
+    embedding: bool,
+    patch: usize,
+}
+
+impl Tim {
+    /// Loads the model with the TiM decoder of every target on its thread. Fails on no or an
+    /// unknown target, invalid sampling settings, or the loader's error (naming missing or
+    /// mis-shaped keys).
+    pub fn new(config: &TimOperatorConfig) -> Result<Self> {
+        let columns = model_columns(&config.model.columns)?;
+        if config.targets.is_empty() {
+            return Err(Error::Option { key: "tim.targets".into(), reason: "no target modality".into() });
+        }
+        let mut targets: Vec<Modality> = Vec::new();
+        for name in &config.targets {
+            let t = Modality::tim_target(name)?;
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+        if !(config.temperature.is_finite() && config.temperature >= 0.0) {
+            return Err(Error::Option {
+                key: "tim.temperature".into(),
+                reason: format!("{}: must be finite and >= 0", config.temperature),
+            });
+        }
+        if !(0.0..=1.0).contains(&config.top_p) {
+            return Err(Error::Option { key: "tim.top_p".into(), reason: format!("{}: must be in [0, 1]", config.top_p) });
+        }
+        let cfg = Config::variant(&config.model.variant)?;
+        let worker = load_model(&config.model, &targets)?;
+        let settings = TimConfig {
+            targets: targets.clone(),
+            temperature: config.temperature,
+            top_p: config.top_p,
+            seed: config.seed,
+            ..TimConfig::default()
+        };
+        Ok(Self {
+            worker: Arc::new(worker),
+            columns,
+            targets,
+            settings,
+            batch_size: config.model.batch_size,
+            dim: cfg.dim as usize,
+            embedding: config.embedding,
+            patch: cfg.patch_size as usize,
+        })
+    }
+
+    /// The generated modalities, in column order.
+    pub fn targets(&self) -> &[Modality] {
+        &self.targets
+    }
+
+    /// The name of the token column of `target`: `tim_LULC`, ...
+    pub fn column_name(target: Modality) -> String {
+        format!("{TIM_PREFIX}{}", target.tim_name())
+    }
+
+    /// The token grid `[H/16, W/16]` of the input pixel columns, checked to agree.
+    fn grid(&self, input: &Schema) -> Result<[usize; 2]> {
+        let mut grid = None;
+        for (column, _) in &self.columns {
+            let field = input.field_with_name(column)?;
+            let size = match field.data_type() {
+                DataType::FixedSizeList(_, n) => *n as usize,
+                _ => 0,
+            };
+            let [_, h, w] = tensor_shape(self.name(), input, column, size)?;
+            let (h, w) = (h as usize, w as usize);
+            if h % self.patch != 0 || w % self.patch != 0 || h == 0 || w == 0 {
+                return Err(Error::Column {
+                    operator: self.name(),
+                    column: column.clone(),
+                    reason: format!("chip size {h}x{w} is not a positive multiple of {}", self.patch),
+                });
+            }
+            let g = [h / self.patch, w / self.patch];
+            match grid {
+                None => grid = Some(g),
+                Some(first) if first != g => {
+                    return Err(Error::Column {
+                        operator: self.name(),
+                        column: column.clone(),
+                        reason: format!("chip size {h}x{w} differs from the other pixel columns"),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        grid.ok_or_else(|| Error::Option { key: "model.columns".into(), reason: "no pixel column".into() })
+    }
+
+    /// The output schema: the input's, a `tim_<MOD>` Int32 tensor column of shape
+    /// `[H/16, W/16]` per target, and [`EMBEDDING`] when asked for.
+    pub fn output_schema(&self, input: &Schema) -> Result<SchemaRef> {
+        let [gh, gw] = self.grid(input)?;
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut added: Vec<Field> = self.targets.iter().map(|&t| ids_field(&Self::column_name(t), gh, gw)).collect();
+        if self.embedding {
+            added.push(schema::embedding_field(self.dim));
+        }
+        for field in added {
+            if input.field_with_name(field.name()).is_ok() {
+                return Err(Error::Column {
+                    operator: self.name(),
+                    column: field.name().clone(),
+                    reason: "already in the input; tim would add it again".into(),
+                });
+            }
+            fields.push(field);
+        }
+        Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+    }
+
+    async fn tim_batch(&self, schema: SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut ids: Vec<Vec<i32>> = vec![Vec::new(); self.targets.len()];
+        let mut embeddings = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = self.batch_size.min(n - start);
+            let inputs = model_inputs(self.name(), &batch.slice(start, len), &self.columns)?;
+            let settings = self.settings.clone();
+            let embedding = self.embedding;
+            let (piece_ids, piece_embedding) = self
+                .worker
+                .call(move |model| {
+                    let tensors = to_tensors(inputs, model.device());
+                    let out = model.tim(&tensors, &settings)?;
+                    let ids = out
+                        .ids
+                        .iter()
+                        .map(|(_, t)| {
+                            let t = t.to_kind(tch::Kind::Int).contiguous().view([-1]);
+                            Vec::<i32>::try_from(&t).map_err(|e| Error::Worker(e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let embedding = if embedding { to_f32_vec(&out.embed_pooled()?)? } else { Vec::new() };
+                    Ok((ids, embedding))
+                })
+                .await?;
+            for (all, piece) in ids.iter_mut().zip(piece_ids) {
+                all.extend(piece);
+            }
+            embeddings.extend(piece_embedding);
+            start += len;
+        }
+        let mut columns = batch.columns().to_vec();
+        for (&target, values) in self.targets.iter().zip(ids) {
+            let name = Self::column_name(target);
+            columns.push(Arc::new(i32_list_array(self.name(), &schema, &name, values)?));
+        }
+        if self.embedding {
+            let field = schema.field_with_name(EMBEDDING)?;
+            let DataType::FixedSizeList(item, _) = field.data_type() else {
+                return Err(Error::Column { operator: self.name(), column: EMBEDDING.into(), reason: "not a list".into() });
+            };
+            columns.push(Arc::new(f32_list_array(item, self.dim, embeddings)?));
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+/// An `arrow.fixed_shape_tensor` field of Int32 token ids with shape `[gh, gw]`.
+fn ids_field(name: &str, gh: usize, gw: usize) -> Field {
+    let metadata: HashMap<String, String> = schema::tensor_field(name, &[gh, gw]).metadata().clone();
+    Field::new(name, schema::fixed_list(DataType::Int32, gh * gw), false).with_metadata(metadata)
+}
+
+/// The Int32 fixed-size-list array of the column `name` of `schema` holding `values`.
+fn i32_list_array(operator: &'static str, schema: &Schema, name: &str, values: Vec<i32>) -> Result<FixedSizeListArray> {
+    let field = schema.field_with_name(name)?;
+    let DataType::FixedSizeList(item, size) = field.data_type() else {
+        return Err(Error::Column { operator, column: name.into(), reason: "not a list".into() });
+    };
+    Ok(FixedSizeListArray::try_new(Arc::clone(item), *size, Arc::new(Int32Array::from(values)), None)?)
+}
+
+impl Operator for Tim {
+    fn name(&self) -> &'static str {
+        "tim"
+    }
+
+    fn apply(&self, input: ChipStream) -> Result<ChipStream> {
+        let in_schema = input.schema();
+        for (column, _) in &self.columns {
+            require_f32_list(self.name(), &in_schema, column)?;
+        }
+        let schema = self.output_schema(&in_schema)?;
+        let this = self.clone();
+        let out_schema = Arc::clone(&schema);
+        let out = input
+            .map(move |b| {
+                let this = this.clone();
+                let schema = Arc::clone(&out_schema);
+                async move { this.tim_batch(schema, b?).await.map_err(Into::into) }
+            })
+            .buffered(IN_FLIGHT);
+        Ok(ChipStreamAdapter::new(schema, out.boxed()).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{
+        Array, ArrayRef, BinaryArray, Float32Array, Float64Array, Int32Array, StringArray, StructArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow_schema::Fields;
+    use futures::TryStreamExt;
+    use terrastream_ingest::schema::{PixelColumn, chip_schema};
+
+    use super::*;
+    use crate::DeviceChoice;
+
+    const ROWS: usize = 3;
+
+    /// A chip batch of `ROWS` chips of 32x32 S2L2A (12 bands) and S1GRD (2 bands) noise.
+    fn batch() -> RecordBatch {
+        let pixels = [
+            PixelColumn { name: "S2L2A".into(), channels: 12, height: 32, width: 32 },
+            PixelColumn { name: "S1GRD".into(), channels: 2, height: 32, width: 32 },
+        ];
+        let schema = chip_schema(&pixels);
+        let mut state = 7u64;
+        let mut noise = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let list = |field: &Field, values: Vec<f64>| -> ArrayRef {
+            let DataType::FixedSizeList(item, n) = field.data_type() else { panic!("{field:?}") };
+            Arc::new(FixedSizeListArray::new(Arc::clone(item), *n, Arc::new(Float64Array::from(values)), None))
+        };
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "scene_id" | "collection" | "grid_id" => Arc::new(StringArray::from(vec!["s"; ROWS])),
+                    "datetime" => Arc::new(TimestampMicrosecondArray::from(vec![0; ROWS]).with_timezone("UTC")),
+                    "chip_row" | "chip_col" | "crs" => Arc::new(Int32Array::from(vec![0; ROWS])),
+                    "transform" => list(f, vec![0.0; 6 * ROWS]),
+                    "geometry" => Arc::new(BinaryArray::from(vec![&b""[..]; ROWS])),
+                    "bbox" => {
+                        let DataType::Struct(fields) = f.data_type() else { panic!("bbox") };
+                        let fields: Fields = fields.clone();
+                        let arrays: Vec<ArrayRef> =
+                            fields.iter().map(|_| Arc::new(Float64Array::from(vec![0.0; ROWS])) as ArrayRef).collect();
+                        Arc::new(StructArray::new(fields, arrays, None))
+                    }
+                    "valid_fraction" | "cloud_fraction" => Arc::new(Float32Array::from(vec![1.0; ROWS])),
+                    name => {
+                        let DataType::FixedSizeList(item, n) = f.data_type() else { panic!("{name}") };
+                        let values = noise(*n as usize * ROWS);
+                        Arc::new(FixedSizeListArray::new(Arc::clone(item), *n, Arc::new(Float32Array::from(values)), None))
+                    }
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).expect("chip batch")
+    }
+
+    fn config(batch_size: usize, temperature: f64, embedding: bool) -> TimOperatorConfig {
+        TimOperatorConfig {
+            model: EmbedConfig {
+                variant: "tiny".into(),
+                checkpoint: None,
+                seed: 3,
+                batch_size,
+                device: DeviceChoice::Cpu,
+                columns: vec!["S2L2A".into(), "S1GRD".into()],
+            },
+            targets: vec!["LULC".into()],
+            temperature,
+            top_p: 0.0,
+            seed: 11,
+            embedding,
+        }
+    }
+
+    fn run(op: &Tim, batch: RecordBatch) -> RecordBatch {
+        let schema = batch.schema();
+        let stream: ChipStream = ChipStreamAdapter::new(schema, futures::stream::iter([Ok::<_, datafusion_common::DataFusionError>(batch)]).boxed()).boxed();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let out: Vec<RecordBatch> =
+            rt.block_on(async { op.apply(stream).expect("apply").try_collect().await }).expect("run");
+        assert_eq!(out.len(), 1);
+        out.into_iter().next().expect("one batch")
+    }
+
+    fn ids(batch: &RecordBatch) -> Vec<i32> {
+        let list = batch
+            .column_by_name("tim_LULC")
+            .expect("tim_LULC")
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .expect("list");
+        list.values().as_any().downcast_ref::<Int32Array>().expect("int32").values().to_vec()
+    }
+
+    #[test]
+    fn tim_adds_token_ids_of_the_grid_shape() {
+        let op = Tim::new(&config(2, 0.0, true)).expect("tim");
+        let out = run(&op, batch());
+        let field = out.schema().field_with_name("tim_LULC").expect("field").clone();
+        assert_eq!(schema::tensor_shape(&field), Some(vec![2, 2]));
+        assert_eq!(field.data_type(), &schema::fixed_list(DataType::Int32, 4));
+        assert_eq!(out.num_rows(), ROWS);
+        let first = ids(&out);
+        assert_eq!(first.len(), ROWS * 4);
+        let vocab = Modality::LULC.vocab_size().expect("LULC vocabulary") as i32;
+        assert!(first.iter().all(|&i| (0..vocab).contains(&i)), "{first:?}");
+        let embedding = out.column_by_name(EMBEDDING).expect("embedding");
+        assert_eq!(embedding.len(), ROWS);
+        assert_eq!(embedding.data_type(), &schema::fixed_list(DataType::Float32, 192));
+
+        // Temperature 0: the same ids again, whatever the batch size.
+        let again = Tim::new(&config(3, 0.0, false)).expect("tim");
+        let out2 = run(&again, batch());
+        assert_eq!(ids(&out2), first);
+        assert!(out2.column_by_name(EMBEDDING).is_none());
+    }
+
+    #[test]
+    fn sampling_is_seeded() {
+        let op = Tim::new(&config(3, 1.0, false)).expect("tim");
+        let a = ids(&run(&op, batch()));
+        let b = ids(&run(&op, batch()));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = config(1, 0.0, false);
+        c.targets.clear();
+        let err = Tim::new(&c).expect_err("no target");
+        assert!(err.to_string().contains("tim.targets"), "{err}");
+        let mut c = config(1, 0.0, false);
+        c.top_p = 1.5;
+        let err = Tim::new(&c).expect_err("top_p > 1");
+        assert!(err.to_string().contains("tim.top_p"), "{err}");
+        let err = Tim::new(&config(1, -1.0, false)).expect_err("negative temperature");
+        assert!(err.to_string().contains("tim.temperature"), "{err}");
+        let mut c = config(1, 0.0, false);
+        c.targets = vec!["CLOUDS".into()];
+        assert!(Tim::new(&c).is_err());
+    }
+
+    #[test]
+    fn existing_embedding_column_is_refused() {
+        let op = Tim::new(&config(1, 0.0, true)).expect("tim");
+        let input = batch().schema();
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(schema::embedding_field(192));
+        let err = op.output_schema(&Schema::new(fields)).expect_err("duplicate");
+        assert!(err.to_string().contains(EMBEDDING), "{err}");
+    }
+}
