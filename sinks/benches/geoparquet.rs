@@ -8,6 +8,9 @@
 //!
 //! `cargo bench -p terrastream-sinks --bench geoparquet`
 
+// criterion_group! generates an undocumented public fn.
+#![allow(missing_docs)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
