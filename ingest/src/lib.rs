@@ -13,6 +13,7 @@
 //! - [`grid`]: chip grids (size, stride, edge policy).
 //! - [`resample`]: nearest and bilinear resampling between grids.
 //! - [`scene`]: the scene source: one item into a stream of chip batches.
+//! - [`stac_api`]: STAC API item search with paging, retries and backoff.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
 //! - [`stream`]: the `ChipStream` type and its adapter.
 
@@ -28,6 +29,7 @@ pub mod ledger;
 pub mod resample;
 pub mod scene;
 pub mod schema;
+pub mod stac_api;
 pub mod store;
 pub mod stream;
 

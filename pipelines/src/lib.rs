@@ -5,6 +5,7 @@
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
 //! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
 //! - [`npy`]: NumPy `.npy` output.
+//! - [`stac_cmd`]: `terrastream stac search`, items as NDJSON.
 //! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 
@@ -14,4 +15,5 @@ pub mod cog;
 pub mod map;
 pub mod model_cmd;
 pub mod npy;
+pub mod stac_cmd;
 pub mod telemetry;

@@ -36,6 +36,42 @@ enum Command {
     /// Run TerraMind on your own tensors.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Query STAC APIs.
+    #[command(subcommand)]
+    Stac(StacCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StacCommand {
+    /// Search items (following `next` links); prints one item per line (NDJSON).
+    Search {
+        /// API root, e.g. https://earth-search.aws.element84.com/v1
+        url: String,
+        /// Collection ids.
+        #[arg(long, value_delimiter = ',')]
+        collections: Vec<String>,
+        /// west,south,east,north in degrees.
+        #[arg(long, allow_hyphen_values = true)]
+        bbox: Option<String>,
+        /// A GeoJSON geometry the items must intersect.
+        #[arg(long)]
+        intersects: Option<String>,
+        /// RFC 3339 instant or interval (start/end, `..` open).
+        #[arg(long)]
+        datetime: Option<String>,
+        /// CQL2 filter in cql2-json, e.g. '{"op":"<=","args":[{"property":"eo:cloud_cover"},20]}'.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Sort fields, e.g. -properties.datetime,id.
+        #[arg(long, allow_hyphen_values = true)]
+        sortby: Option<String>,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Stop after this many items.
+        #[arg(long)]
+        max_items: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +215,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;
             println!("wrote {}", names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stac(StacCommand::Search { url, collections, bbox, intersects, datetime, filter, sortby, limit, max_items }) => {
+            let args = terrastream::stac_cmd::SearchArgs {
+                url,
+                collections,
+                bbox,
+                intersects,
+                datetime,
+                filter,
+                sortby,
+                limit,
+                max_items,
+            };
+            let n = terrastream::stac_cmd::search(&args, std::io::stdout().lock()).await?;
+            tracing::info!(items = n, "search done");
             Ok(ExitCode::SUCCESS)
         }
         Command::Cog(CogCommand::Info { href }) => {

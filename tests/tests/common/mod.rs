@@ -115,3 +115,4 @@ dir = "{out}"
 }
 
 pub mod http;
+pub mod stac_api;

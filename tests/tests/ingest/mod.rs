@@ -2,3 +2,4 @@
 
 mod cog_read;
 mod http;
+mod stac;
