@@ -9,9 +9,11 @@
 #   reference: scripts/bench_model_reference.py in the reference venv, torch.set_num_threads(N)
 # Both time the per-chip embedding (encoder, mean over modalities and tokens) on random weights
 # and 224x224 random inputs: WARMUP untimed passes, then REPS timed ones; the median is kept.
-# With ROUNDS > 1 the pair is run again (alternating ours/reference) and the median of the
-# rounds' medians is reported. Prints a table: images/s of each, ratio ours/reference (goal >=
-# 1.0) and peak RSS (VmHWM) of each process. The machine may be shared: use ROUNDS to smooth.
+# With ROUNDS > 1 the pair is run again (alternating ours/reference): the table shows the median
+# of the rounds' images/s and, as the ratio, the median of the per-round (paired) ratios, which
+# is more robust when other work on the machine comes and goes. Prints a table: images/s of
+# each, the ratio ours/reference (goal >= 1.0) and the peak RSS (VmHWM) of each process. On a
+# shared machine use ROUNDS >= 3 and read the per-round lines on stderr too.
 #
 # Needs the reference venv (TERRASTREAM_REF_VENV, default ../ref-venv next to the workspace),
 # which scripts/parity_reference.sh creates (terratorch==1.2.11 safetensors, about 7 GB).
@@ -53,7 +55,7 @@ for variant in $variants; do
   for mods in $modality_sets; do
     for batch in $batches; do
       args=(--variant "$variant" --modalities "$mods" --batch "$batch" --threads "$threads" --warmup "$warmup" --reps "$reps")
-      ours_ips=(); ref_ips=(); ours_rss=(); ref_rss=()
+      ours_ips=(); ref_ips=(); ours_rss=(); ref_rss=(); ratios=()
       for ((r = 1; r <= rounds; r++)); do
         log "$variant $mods batch $batch round $r/$rounds: ours"
         o=$("$bench" "${args[@]}")
@@ -63,16 +65,18 @@ for variant in $variants; do
         log "  $p"
         ours_ips+=("$(field images_per_s <<<"$o")"); ours_rss+=("$(field max_rss_mb <<<"$o")")
         ref_ips+=("$(field images_per_s <<<"$p")"); ref_rss+=("$(field max_rss_mb <<<"$p")")
+        ratios+=("$(awk -v a="${ours_ips[-1]}" -v b="${ref_ips[-1]}" 'BEGIN {print a / b}')")
       done
       oi=$(printf '%s\n' "${ours_ips[@]}" | median); ri=$(printf '%s\n' "${ref_ips[@]}" | median)
+      ratio=$(printf '%s\n' "${ratios[@]}" | median)
       om=$(printf '%s\n' "${ours_rss[@]}" | maximum); rm=$(printf '%s\n' "${ref_rss[@]}" | maximum)
-      rows+=("$(awk -v v="$variant" -v m="$mods" -v b="$batch" -v oi="$oi" -v ri="$ri" -v om="$om" -v rm="$rm" \
-        'BEGIN {printf "%-6s %-12s %5s %12.3f %12.3f %8.2f %12s %12s", v, m, b, oi, ri, oi / ri, om, rm}')")
+      rows+=("$(awk -v v="$variant" -v m="$mods" -v b="$batch" -v oi="$oi" -v ri="$ri" -v q="$ratio" -v om="$om" -v rm="$rm" \
+        'BEGIN {printf "%-6s %-12s %5s %12.3f %12.3f %8.2f %12s %12s", v, m, b, oi, ri, q, om, rm}')")
     done
   done
 done
 
 echo
-echo "TerraMind CPU float32 forward (embedding), $threads threads, median of $rounds round(s); ratio = ours / reference images/s"
+echo "TerraMind CPU float32 forward (embedding), $threads threads, median of $rounds round(s); ratio = median over rounds of ours / reference images/s"
 printf '%-6s %-12s %5s %12s %12s %8s %12s %12s\n' variant modalities batch "ours img/s" "ref img/s" ratio "ours RSS MB" "ref RSS MB"
 printf '%s\n' "${rows[@]}"
