@@ -11,15 +11,13 @@ use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
-use futures::StreamExt;
 use tch::{Device, Tensor};
-use terrastream_ingest::ChipStreamAdapter;
 use terrastream_ingest::schema::{self, EMBEDDING};
 use terrastream_model::{Config, Modality, TerraMind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::operator::{Operator, f32_list, f32_list_array, require_f32_list};
+use crate::operator::{Operator, f32_list, f32_list_array, map_batches_buffered, require_f32_list};
 use crate::{ChipStream, Error, Result};
 
 /// Batches queued for or running on the model at once.
@@ -296,14 +294,11 @@ impl Operator for Embed {
         let schema = self.output_schema(&in_schema);
         let this = self.clone();
         let out_schema = Arc::clone(&schema);
-        let out = input
-            .map(move |b| {
-                let this = this.clone();
-                let schema = Arc::clone(&out_schema);
-                async move { this.embed_batch(schema, b?).await.map_err(Into::into) }
-            })
-            .buffered(IN_FLIGHT);
-        Ok(ChipStreamAdapter::new(schema, out.boxed()).boxed())
+        Ok(map_batches_buffered(input, schema, IN_FLIGHT, move |b| {
+            let this = this.clone();
+            let schema = Arc::clone(&out_schema);
+            async move { this.embed_batch(schema, b).await }
+        }))
     }
 }
 

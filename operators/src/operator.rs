@@ -17,6 +17,24 @@ pub trait Operator: Send + Sync {
     fn apply(&self, input: ChipStream) -> Result<ChipStream>;
 }
 
+/// A stream that runs `f` on every batch of `input`, up to `in_flight` batches at once, keeping
+/// their order: for stages whose work is asynchronous (a model thread answering on a channel).
+pub fn map_batches_buffered<F, Fut>(input: ChipStream, schema: arrow_schema::SchemaRef, in_flight: usize, f: F) -> ChipStream
+where
+    F: Fn(RecordBatch) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<RecordBatch>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let f = Arc::new(f);
+    let out = input
+        .map(move |b| {
+            let f = Arc::clone(&f);
+            async move { f(b?).await.map_err(Into::into) }
+        })
+        .buffered(in_flight);
+    terrastream_ingest::ChipStreamAdapter::new(schema, out.boxed()).boxed()
+}
+
 /// The values of a Float32 fixed-size-list column (a tensor or embedding column) and the
 /// number of values per row.
 pub fn f32_list(operator: &'static str, batch: &RecordBatch, column: &str) -> Result<(Float32Array, usize)> {

@@ -14,8 +14,6 @@ use std::sync::Arc;
 
 use arrow_array::{FixedSizeListArray, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures::StreamExt;
-use terrastream_ingest::ChipStreamAdapter;
 use terrastream_ingest::schema::{self, EMBEDDING};
 use terrastream_model::{Config, Modality, TimConfig};
 
@@ -23,7 +21,7 @@ use crate::embed::{
     EmbedConfig, IN_FLIGHT, ModelThread, load_model, model_columns, model_inputs, tensor_shape, to_f32_vec,
     to_tensors,
 };
-use crate::operator::{Operator, f32_list_array, require_f32_list};
+use crate::operator::{Operator, f32_list_array, map_batches_buffered, require_f32_list};
 use crate::{ChipStream, Error, Result};
 
 /// Prefix of the generated token columns: `tim_LULC`, `tim_NDVI`, ...
@@ -264,19 +262,18 @@ impl Operator for Tim {
         let schema = self.output_schema(&in_schema)?;
         let this = self.clone();
         let out_schema = Arc::clone(&schema);
-        let out = input
-            .map(move |b| {
-                let this = this.clone();
-                let schema = Arc::clone(&out_schema);
-                async move { this.tim_batch(schema, b?).await.map_err(Into::into) }
-            })
-            .buffered(IN_FLIGHT);
-        Ok(ChipStreamAdapter::new(schema, out.boxed()).boxed())
+        Ok(map_batches_buffered(input, schema, IN_FLIGHT, move |b| {
+            let this = this.clone();
+            let schema = Arc::clone(&out_schema);
+            async move { this.tim_batch(schema, b).await }
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+    use terrastream_ingest::ChipStreamAdapter;
     use arrow_array::{
         Array, ArrayRef, BinaryArray, Float32Array, Float64Array, Int32Array, StringArray, StructArray,
         TimestampMicrosecondArray,

@@ -44,78 +44,13 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum StacCommand {
     /// Search items (following `next` links); prints one item per line (NDJSON).
-    Search {
-        /// API root, e.g. https://earth-search.aws.element84.com/v1
-        url: String,
-        /// Collection ids.
-        #[arg(long, value_delimiter = ',')]
-        collections: Vec<String>,
-        /// west,south,east,north in degrees.
-        #[arg(long, allow_hyphen_values = true)]
-        bbox: Option<String>,
-        /// A GeoJSON geometry the items must intersect.
-        #[arg(long)]
-        intersects: Option<String>,
-        /// RFC 3339 instant or interval (start/end, `..` open).
-        #[arg(long)]
-        datetime: Option<String>,
-        /// CQL2 filter in cql2-json, e.g. '{"op":"<=","args":[{"property":"eo:cloud_cover"},20]}'.
-        #[arg(long)]
-        filter: Option<String>,
-        /// Sort fields, e.g. -properties.datetime,id.
-        #[arg(long, allow_hyphen_values = true)]
-        sortby: Option<String>,
-        /// Page size.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Stop after this many items.
-        #[arg(long)]
-        max_items: Option<usize>,
-    },
+    Search(terrastream::stac_cmd::SearchArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelCommand {
     /// Encoder (and TiM) outputs for per-modality input tensors, named as the parity fixtures.
-    Embed {
-        /// tiny, small, base or large.
-        #[arg(long, default_value = "tiny")]
-        variant: String,
-        /// TerraMind_v1_<variant>.pt or .safetensors; without it: random weights (testing only).
-        #[arg(long)]
-        checkpoint: Option<PathBuf>,
-        /// Seed of the random weights.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Safetensors with one B x C x H x W float32 tensor per modality (S2L2A, S1GRD, ...),
-        /// standardized.
-        #[arg(long)]
-        input: PathBuf,
-        /// Output safetensors.
-        #[arg(long)]
-        output: PathBuf,
-        /// Input modalities in token order (default: S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM order).
-        #[arg(long, value_delimiter = ',')]
-        modalities: Option<Vec<String>>,
-        /// Generate these modalities with TiM (e.g. LULC).
-        #[arg(long, value_delimiter = ',')]
-        tim: Vec<String>,
-        /// TiM sampling temperature; 0 = argmax.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f64,
-        /// TiM nucleus (top-p) threshold; 0 = off.
-        #[arg(long, default_value_t = 0.8)]
-        top_p: f64,
-        /// TiM sampling seed.
-        #[arg(long, default_value_t = 0)]
-        tim_seed: u64,
-        /// mean (also write mean_last) or none.
-        #[arg(long, default_value = "mean")]
-        merge: String,
-        /// auto, cpu, cuda or cuda:N.
-        #[arg(long, default_value = "auto")]
-        device: String,
-    },
+    Embed(terrastream::model_cmd::EmbedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,51 +119,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(if summary.chips.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Model(ModelCommand::Embed {
-            variant,
-            checkpoint,
-            seed,
-            input,
-            output,
-            modalities,
-            tim,
-            temperature,
-            top_p,
-            tim_seed,
-            merge,
-            device,
-        }) => {
-            let device = terrastream_operators::DeviceChoice::parse(&device)?.device();
-            let args = terrastream::model_cmd::EmbedArgs {
-                variant,
-                checkpoint,
-                seed,
-                input,
-                output,
-                modalities,
-                tim,
-                temperature,
-                top_p,
-                tim_seed,
-                merge,
-                device,
-            };
+        Command::Model(ModelCommand::Embed(args)) => {
             let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;
             println!("wrote {}", names.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stac(StacCommand::Search { url, collections, bbox, intersects, datetime, filter, sortby, limit, max_items }) => {
-            let args = terrastream::stac_cmd::SearchArgs {
-                url,
-                collections,
-                bbox,
-                intersects,
-                datetime,
-                filter,
-                sortby,
-                limit,
-                max_items,
-            };
+        Command::Stac(StacCommand::Search(args)) => {
             let n = terrastream::stac_cmd::search(&args, std::io::stdout().lock()).await?;
             tracing::info!(items = n, "search done");
             Ok(ExitCode::SUCCESS)

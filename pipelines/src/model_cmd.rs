@@ -11,33 +11,46 @@ use terrastream_model::{Config, Modality, TerraMind, TimConfig, read_tensors};
 use tracing::warn;
 
 /// Options of `model embed`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EmbedArgs {
-    /// `tiny`, `small`, `base` or `large`.
+    /// tiny, small, base or large.
+    #[arg(long, default_value = "tiny")]
     pub variant: String,
-    /// Checkpoint; `None` = random weights from `seed`.
+    /// TerraMind_v1_<variant>.pt or .safetensors; without it: random weights (testing only).
+    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Input safetensors, one tensor per modality name.
+    /// Safetensors with one B x C x H x W float32 tensor per modality (S2L2A, S1GRD, ...),
+    /// standardized.
+    #[arg(long)]
     pub input: PathBuf,
     /// Output safetensors.
+    #[arg(long)]
     pub output: PathBuf,
-    /// Input modalities in token order; default: the order of [`Modality`] (`S2L2A`, `S2L1C`,
-    /// `RGB`, `S1GRD`, `S1RTC`, `DEM`, ...) restricted to the input's keys.
+    /// Input modalities in token order (default: S2L2A, S2L1C, RGB, S1GRD, S1RTC, DEM order,
+    /// restricted to the input's tensors).
+    #[arg(long, value_delimiter = ',')]
     pub modalities: Option<Vec<String>>,
-    /// TiM targets (e.g. `LULC`); empty = no TiM.
+    /// Generate these modalities with TiM (e.g. LULC).
+    #[arg(long, value_delimiter = ',')]
     pub tim: Vec<String>,
-    /// TiM sampling temperature (0 = argmax).
+    /// TiM sampling temperature; 0 = argmax.
+    #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
-    /// TiM nucleus threshold (0 = off).
+    /// TiM nucleus (top-p) threshold; 0 = off.
+    #[arg(long, default_value_t = 0.8)]
     pub top_p: f64,
-    /// TiM seed.
+    /// TiM sampling seed.
+    #[arg(long, default_value_t = 0)]
     pub tim_seed: u64,
-    /// `mean` keeps `mean_last`/`tim_mean_last`; `none` writes per-layer outputs only.
+    /// mean (also write mean_last) or none.
+    #[arg(long, default_value = "mean")]
     pub merge: String,
-    /// `auto`, `cpu`, `cuda`, `cuda:N`.
-    pub device: Device,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 /// Runs `model embed`; returns the names written.
@@ -45,6 +58,7 @@ pub fn embed(args: &EmbedArgs) -> Result<Vec<String>> {
     if !matches!(args.merge.as_str(), "mean" | "none") {
         bail!("--merge {:?}: expected mean or none", args.merge);
     }
+    let device: Device = terrastream_operators::DeviceChoice::parse(&args.device)?.device();
     let cfg = Config::variant(&args.variant)?;
     let tensors = read_tensors(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
     let order: Vec<Modality> = match &args.modalities {
@@ -64,15 +78,15 @@ pub fn embed(args: &EmbedArgs) -> Result<Vec<String>> {
             .iter()
             .find(|(k, _)| Modality::from_name(k).ok() == Some(*m))
             .with_context(|| format!("--input {}: no tensor {}", args.input.display(), m.name()))?;
-        inputs.push((*m, t.1.to_device(args.device)));
+        inputs.push((*m, t.1.to_device(device)));
     }
     let tim: Vec<Modality> = args.tim.iter().map(|t| Modality::tim_target(t)).collect::<Result<_, _>>()?;
     let model = match &args.checkpoint {
-        Some(p) => TerraMind::load_with_tim(&cfg, &order, &tim, p, args.device)
+        Some(p) => TerraMind::load_with_tim(&cfg, &order, &tim, p, device)
             .with_context(|| format!("--checkpoint {}", p.display()))?,
         None => {
             warn!(seed = args.seed, "no --checkpoint: TerraMind with RANDOM weights, for testing only");
-            TerraMind::random_with_tim(&cfg, &order, &tim, args.seed, args.device)?
+            TerraMind::random_with_tim(&cfg, &order, &tim, args.seed, device)?
         }
     };
     let tim_cfg = (!tim.is_empty()).then(|| TimConfig {

@@ -8,25 +8,33 @@ use terrastream_ingest::stac_api::{SearchParams, StacClient};
 use terrastream_ingest::store::RemoteOptions;
 
 /// Options of `stac search`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SearchArgs {
-    /// API root URL.
+    /// API root, e.g. https://earth-search.aws.element84.com/v1
     pub url: String,
     /// Collection ids.
+    #[arg(long, value_delimiter = ',')]
     pub collections: Vec<String>,
-    /// `west,south,east,north`.
+    /// west,south,east,north in degrees.
+    #[arg(long, allow_hyphen_values = true)]
     pub bbox: Option<String>,
-    /// A GeoJSON geometry (inline JSON).
+    /// A GeoJSON geometry the items must intersect (inline JSON).
+    #[arg(long)]
     pub intersects: Option<String>,
-    /// RFC 3339 instant or interval.
+    /// RFC 3339 instant or interval (start/end, `..` open).
+    #[arg(long)]
     pub datetime: Option<String>,
-    /// CQL2 filter in cql2-json (inline JSON).
+    /// CQL2 filter in cql2-json, e.g. '{"op":"<=","args":[{"property":"eo:cloud_cover"},20]}'.
+    #[arg(long)]
     pub filter: Option<String>,
-    /// `+field,-field`.
+    /// Sort fields, e.g. -properties.datetime,id.
+    #[arg(long, allow_hyphen_values = true)]
     pub sortby: Option<String>,
     /// Page size.
+    #[arg(long)]
     pub limit: Option<u64>,
     /// Stop after this many items.
+    #[arg(long)]
     pub max_items: Option<usize>,
 }
 
