@@ -21,24 +21,31 @@ pub fn s2_scene_dir() -> PathBuf {
     shared_data().join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A")
 }
 
-/// The `terrastream` binary, built (or found up to date) by cargo once per test process, so a
-/// test never runs a stale binary.
-pub fn terrastream_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "terrastream", "--bin", "terrastream"])
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p terrastream failed");
+/// Builds the workspace's binaries and examples once per test process, exactly as the
+/// enclosing `cargo test --workspace` does (same profile, same feature resolution, so nothing
+/// is compiled twice and nothing run here is stale), and returns `<target>/<profile>`.
+pub fn built_workspace() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         // This test binary lives in <target>/<profile>/deps/.
         let exe = std::env::current_exe().expect("test exe");
-        let bin = exe.parent().and_then(Path::parent).expect("target profile dir").join("terrastream");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
+        let dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf();
+        let mut args = vec!["test", "--workspace", "--no-run", "--quiet"];
+        if dir.file_name().is_some_and(|n| n == "release") {
+            args.push("--release");
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).args(&args).current_dir(repo_root()).status().expect("run cargo test --no-run");
+        assert!(status.success(), "cargo {} failed", args.join(" "));
+        dir
     })
+}
+
+/// The `terrastream` binary (see [`built_workspace`]).
+pub fn terrastream_bin() -> PathBuf {
+    let bin = built_workspace().join("terrastream");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
 }
 
 /// Runs `terrastream args...` from the workspace root.

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use crate::common::*;
 
@@ -12,21 +11,9 @@ pub const ASSET_PREFIX: &str =
 /// The sample scene's item id.
 pub const SCENE_ID: &str = "S2A_29RKH_20200219_0_L2A";
 
-/// `<target>/<profile>/examples/<name>` of terrastream-sinks, built by cargo once per test
-/// process (so a test never runs a stale example).
+/// `<target>/<profile>/examples/<name>` of terrastream-sinks (see [`built_workspace`]).
 pub fn sinks_example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "terrastream-sinks", "--examples"])
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p terrastream-sinks --examples failed");
-    });
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe.parent().and_then(Path::parent).expect("target profile dir").join("examples").join(name);
+    let bin = built_workspace().join("examples").join(name);
     assert!(bin.exists(), "{} missing", bin.display());
     bin
 }
