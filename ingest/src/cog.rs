@@ -244,17 +244,7 @@ impl Cog {
         let mut out = vec![0u8; bands * width * height * size];
         for ty in row / th..=(row + height - 1) / th {
             for tx in col / tw..=(col + width - 1) / tw {
-                let tile = self.ifd.fetch_tile(tx, ty, self.reader.as_ref()).await.map_err(|source| CogError::Tile {
-                    x: tx,
-                    y: ty,
-                    range: String::new(),
-                    source,
-                })?;
-                let planes = tokio::task::spawn_blocking(move || tile.decode(&DecoderRegistry::default()))
-                    .await
-                    .map_err(|e| CogError::Task(e.to_string()))?
-                    .map_err(|source| CogError::Tile { x: tx, y: ty, range: String::new(), source })?;
-                let planes = raw_planes(planes, info)?;
+                let planes = self.fetch_decoded(tx, ty, raw_planes).await?;
                 let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
                 let (r0, r1) = ((ty * th).max(row), ((ty + 1) * th).min(row + height));
                 for b in 0..bands {
@@ -281,6 +271,22 @@ impl Cog {
         if let Some(t) = self.tiles.lock().unwrap_or_else(|p| p.into_inner()).get(&(tx, ty)) {
             return Ok(Arc::clone(t));
         }
+        let decoded = self.fetch_decoded(tx, ty, to_planes).await?;
+        let decoded = Arc::new(decoded);
+        self.tiles.lock().unwrap_or_else(|p| p.into_inner()).insert((tx, ty), Arc::clone(&decoded));
+        Ok(decoded)
+    }
+}
+
+impl Cog {
+    /// Fetches tile `(tx, ty)` and decodes it with `convert` on a blocking thread. Errors name
+    /// the tile and its byte range; a panicking decoder is an error, not a crash.
+    async fn fetch_decoded<T: Send + 'static>(
+        &self,
+        tx: usize,
+        ty: usize,
+        convert: fn(async_tiff::Array, &CogInfo) -> Result<T, CogError>,
+    ) -> Result<T, CogError> {
         let range = self
             .ifd
             .tile_byte_range(tx, ty)
@@ -294,19 +300,16 @@ impl Cog {
         let tile_err = |source| CogError::Tile { x: tx, y: ty, range: range.clone(), source };
         let tile = self.ifd.fetch_tile(tx, ty, self.reader.as_ref()).await.map_err(tile_err)?;
         let info = self.info.clone();
-        let decoded = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let array = tile.decode(&DecoderRegistry::default())?;
-            Ok::<_, async_tiff::error::AsyncTiffError>(to_planes(array, &info))
+            Ok::<_, async_tiff::error::AsyncTiffError>(convert(array, &info))
         })
         .await
         .map_err(|e| match e.try_into_panic() {
             Ok(p) => CogError::Task(format!("tile (col {tx}, row {ty}): decoder failed: {}", panic_message(p.as_ref()))),
             Err(e) => CogError::Task(format!("tile (col {tx}, row {ty}): {e}")),
         })?
-        .map_err(tile_err)?;
-        let decoded = Arc::new(decoded?);
-        self.tiles.lock().unwrap_or_else(|p| p.into_inner()).insert((tx, ty), Arc::clone(&decoded));
-        Ok(decoded)
+        .map_err(tile_err)?
     }
 }
 

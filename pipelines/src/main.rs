@@ -81,12 +81,7 @@ fn main() -> ExitCode {
     // reported as that input's error; log them on one line instead of a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = terrastream_ingest::cog::panic_message(info.payload());
         tracing::error!(at, "internal panic: {msg}");
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
