@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use arrow_array::builder::{BinaryBuilder, StringBuilder};
-use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StructArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{ArrayRef, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, StructArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use futures::StreamExt;
-use terrastream_ingest::schema::{BBOX, GEOMETRY, SCENE_ID, bbox_fields, embedding_field};
+use terrastream_ingest::schema::{BBOX, DATETIME, GEOMETRY, SCENE_ID, bbox_fields, embedding_field};
 use terrastream_ingest::{ChipLedger, ChipStreamAdapter};
 use terrastream_sinks::GeoParquetConfig;
 use terrastream_sinks::commit::{CommitMode, ObjectCommit};
@@ -53,7 +53,10 @@ fn batch(schema: &Arc<Schema>, k: u64, rows: usize) -> Result<RecordBatch> {
     )?;
     let DataType::FixedSizeList(item, len) = embedding_field(DIM).data_type().clone() else { bail!("embedding type") };
     let embedding = FixedSizeListArray::try_new(item, len, Arc::new(Float32Array::from(noise(k, rows * DIM))), None)?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(ids.finish()), Arc::new(geometry.finish()), Arc::new(bbox), Arc::new(embedding)])?)
+    // 2020-02-19T11:00:00Z.
+    let datetime = TimestampMicrosecondArray::from(vec![1_582_110_000_000_000i64; rows]).with_timezone("UTC");
+    let columns: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(datetime), Arc::new(geometry.finish()), Arc::new(bbox), Arc::new(embedding)];
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 #[tokio::main]
@@ -65,6 +68,7 @@ async fn main() -> Result<()> {
         "geoparquet" => {
             let schema = Arc::new(Schema::new(vec![
                 Field::new(SCENE_ID, DataType::Utf8, false),
+                Field::new(DATETIME, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
                 Field::new(GEOMETRY, DataType::Binary, false),
                 Field::new(BBOX, DataType::Struct(bbox_fields()), false),
                 embedding_field(DIM),

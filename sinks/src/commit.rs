@@ -48,6 +48,11 @@ impl PendingFile {
         &self.target
     }
 
+    /// The temporary path being written.
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Syncs the temporary file and renames it to the final name.
     pub fn commit(self, file: File) -> Result<PathBuf> {
         file.sync_all().map_err(|source| Error::Io { op: "sync", path: self.tmp.clone(), source })?;

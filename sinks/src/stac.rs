@@ -1,11 +1,12 @@
 //! STAC metadata for outputs: one item per output file, next to it, and a static collection
 //! (`collection.json`) in the same directory that links every item there.
 //!
-//! Items are STAC 1.0.0 with the projection (v1.1.0), raster (v1.1.0, rasters only) and file
-//! (v2.1.0) extensions; `file:checksum` is a sha2-256 multihash of the committed file. The
-//! collection is rebuilt from the item files on disk, so re-running a work unit (which replaces
-//! its item) or adding shards keeps it exact. Hrefs are relative: the directory can be moved
-//! or uploaded as is.
+//! Items are STAC 1.0.0 with the projection (v1.1.0), raster (v1.1.0, rasters only), table
+//! (v1.2.0, tables only) and file (v2.1.0) extensions; `file:checksum` is a sha2-256 multihash
+//! of the committed file. The collection is rebuilt from the item files on disk (in its
+//! directory and the partition directories below it), so re-running a work unit (which
+//! replaces its item) or adding shards keeps it exact. Hrefs are relative: the directory can
+//! be moved or uploaded as is.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -26,6 +27,8 @@ pub const STAC_VERSION: &str = "1.0.0";
 pub const PROJECTION_EXTENSION: &str = "https://stac-extensions.github.io/projection/v1.1.0/schema.json";
 /// Raster extension schema.
 pub const RASTER_EXTENSION: &str = "https://stac-extensions.github.io/raster/v1.1.0/schema.json";
+/// Table extension schema.
+pub const TABLE_EXTENSION: &str = "https://stac-extensions.github.io/table/v1.2.0/schema.json";
 /// File extension schema.
 pub const FILE_EXTENSION: &str = "https://stac-extensions.github.io/file/v2.1.0/schema.json";
 /// Media type of Cloud-Optimized GeoTIFFs.
@@ -93,11 +96,25 @@ pub struct Projection {
     pub transform: Option<[f64; 6]>,
 }
 
+/// The columns of a tabular output, for the table extension.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// `(name, type)` of each column, in order; types as Arrow writes them.
+    pub columns: Vec<(String, String)>,
+    /// The primary geometry column.
+    pub primary_geometry: String,
+    /// Rows in the file.
+    pub row_count: u64,
+}
+
 /// What is known about one committed output file.
 #[derive(Debug, Clone)]
 pub struct OutputFile {
     /// The committed file.
     pub path: PathBuf,
+    /// The directory of the collection: the file's own directory or one above it (hive
+    /// partitions); item links point there.
+    pub collection_dir: PathBuf,
     /// Item id (unique in the collection): the file stem.
     pub id: String,
     /// Acquisition time of what the file describes (UTC).
@@ -110,6 +127,8 @@ pub struct OutputFile {
     pub projection: Projection,
     /// `raster:bands` of a raster file (STAC raster extension objects).
     pub raster_bands: Option<Vec<Value>>,
+    /// Columns and rows of a table file.
+    pub table: Option<Table>,
     /// Further item properties (e.g. `terrastream:scene_id`).
     pub properties: Map<String, Value>,
 }
@@ -151,6 +170,13 @@ pub fn item(out: &OutputFile, opts: &StacOptions) -> Result<Value> {
         extensions.insert(1, RASTER_EXTENSION);
     }
     let mut properties = out.properties.clone();
+    if let Some(t) = &out.table {
+        let columns: Vec<Value> = t.columns.iter().map(|(name, ty)| json!({"name": name, "type": ty})).collect();
+        properties.insert("table:columns".into(), Value::Array(columns));
+        properties.insert("table:primary_geometry".into(), json!(t.primary_geometry));
+        properties.insert("table:row_count".into(), json!(t.row_count));
+        extensions.insert(1, TABLE_EXTENSION);
+    }
     properties.insert("datetime".into(), json!(out.datetime.to_rfc3339_opts(SecondsFormat::Millis, true)));
     let p = &out.projection;
     properties.insert("proj:epsg".into(), json!(p.epsg));
@@ -162,6 +188,9 @@ pub fn item(out: &OutputFile, opts: &StacOptions) -> Result<Value> {
         properties.insert("proj:transform".into(), json!([t[1], t[2], t[0], t[4], t[5], t[3]]));
     }
     let ring: Vec<[f64; 2]> = out.footprint.ring.iter().map(|&(x, y)| [x, y]).collect();
+    // From the item's directory up to the collection's.
+    let depth = out.path.parent().and_then(|d| d.strip_prefix(&out.collection_dir).ok()).map_or(0, |r| r.components().count());
+    let collection = format!("{}{COLLECTION_FILE}", if depth == 0 { "./".to_string() } else { "../".repeat(depth) });
     Ok(json!({
         "type": "Feature",
         "stac_version": STAC_VERSION,
@@ -173,9 +202,9 @@ pub fn item(out: &OutputFile, opts: &StacOptions) -> Result<Value> {
         "properties": properties,
         "assets": {"data": asset},
         "links": [
-            {"rel": "collection", "href": format!("./{COLLECTION_FILE}"), "type": "application/json"},
-            {"rel": "parent", "href": format!("./{COLLECTION_FILE}"), "type": "application/json"},
-            {"rel": "root", "href": format!("./{COLLECTION_FILE}"), "type": "application/json"},
+            {"rel": "collection", "href": collection, "type": "application/json"},
+            {"rel": "parent", "href": collection, "type": "application/json"},
+            {"rel": "root", "href": collection, "type": "application/json"},
         ],
     }))
 }
@@ -201,23 +230,38 @@ pub fn write_item(out: &OutputFile, opts: &StacOptions) -> Result<PathBuf> {
     write_json(&item_path(&out.path), &item(out, opts)?)
 }
 
-/// Rebuilds `<dir>/collection.json` from the items in `dir` (every `*.json` but the
-/// collection, sorted by file name) and returns its path.
-pub fn write_collection(dir: &Path, opts: &StacOptions) -> Result<PathBuf> {
+/// The STAC items under `dir` (every `*.json` but the collection, in `dir` and its
+/// non-hidden subdirectories), keyed by their path relative to `dir` with `/` separators.
+fn find_items(dir: &Path, prefix: &str, items: &mut BTreeMap<String, Value>) -> Result<()> {
     let io = |op, path: &Path, source| Error::Io { op, path: path.into(), source };
-    let mut items = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io("list", dir, e))? {
-        let path = entry.map_err(|e| io("list", dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !name.ends_with(".json") || name == COLLECTION_FILE || name.starts_with('.') {
+        let entry = entry.map_err(|e| io("list", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type().map_err(|e| io("stat", &path, e))?.is_dir() {
+            find_items(&path, &format!("{prefix}{name}/"), items)?;
+            continue;
+        }
+        if !name.ends_with(".json") || (prefix.is_empty() && name == COLLECTION_FILE) {
             continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
         if value.get("type").and_then(Value::as_str) == Some("Feature") {
-            items.insert(name, value);
+            items.insert(format!("{prefix}{name}"), value);
         }
     }
+    Ok(())
+}
+
+/// Rebuilds `<dir>/collection.json` from the items in `dir` and its partition directories
+/// (sorted by relative path) and returns its path.
+pub fn write_collection(dir: &Path, opts: &StacOptions) -> Result<PathBuf> {
+    let mut items = BTreeMap::new();
+    find_items(dir, "", &mut items)?;
     let mut bbox = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
     let (mut start, mut end): (Option<String>, Option<String>) = (None, None);
     let mut links = vec![
@@ -282,12 +326,14 @@ mod tests {
             std::fs::write(&path, id).expect("write");
             let out = OutputFile {
                 path,
+                collection_dir: dir.path().to_path_buf(),
                 id: id.into(),
                 datetime: DateTime::parse_from_rfc3339(&format!("2020-02-0{day}T10:00:00Z")).expect("dt").to_utc(),
                 footprint: Footprint { ring: vec![(x, 0.0), (x + 1.0, 0.0), (x + 1.0, 1.0), (x, 1.0), (x, 0.0)] },
                 media_type: COG_MEDIA_TYPE,
                 projection: Projection { epsg: 32629, shape: Some([2, 3]), transform: Some([100.0, 10.0, 0.0, 200.0, 0.0, -10.0]) },
                 raster_bands: Some(vec![json!({"data_type": "uint8", "nodata": 255})]),
+                table: None,
                 properties: Map::new(),
             };
             let item_file = write_item(&out, &opts).expect("item");
@@ -300,5 +346,33 @@ mod tests {
         assert_eq!(hrefs, vec!["./a.json", "./b.json"]);
         assert_eq!(c["extent"]["spatial"]["bbox"][0], json!([0.0, 0.0, 11.0, 1.0]));
         assert_eq!(c["extent"]["temporal"]["interval"][0], json!(["2020-02-01T10:00:00.000Z", "2020-02-02T10:00:00.000Z"]));
+    }
+
+    #[test]
+    fn items_in_partition_directories_link_up_to_the_collection() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let opts = StacOptions::embeddings();
+        let path = dir.path().join("grid_id=X/date=2020-02-19/u.parquet");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"PAR1").expect("write");
+        let out = OutputFile {
+            path,
+            collection_dir: dir.path().to_path_buf(),
+            id: "X_2020-02-19_u".into(),
+            datetime: DateTime::parse_from_rfc3339("2020-02-19T10:00:00Z").expect("dt").to_utc(),
+            footprint: Footprint { ring: vec![(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)] },
+            media_type: PARQUET_MEDIA_TYPE,
+            projection: Projection { epsg: 4326, shape: None, transform: None },
+            raster_bands: None,
+            table: Some(Table { columns: vec![("geometry".into(), "Binary".into())], primary_geometry: "geometry".into(), row_count: 3 }),
+            properties: Map::new(),
+        };
+        let item: Value = serde_json::from_slice(&std::fs::read(write_item(&out, &opts).expect("item")).expect("read")).expect("json");
+        assert_eq!(item["links"][0]["href"], "../../collection.json");
+        assert_eq!(item["properties"]["table:row_count"], 3);
+        assert!(item["stac_extensions"].as_array().expect("ext").contains(&json!(TABLE_EXTENSION)));
+        let c: Value = serde_json::from_slice(&std::fs::read(write_collection(dir.path(), &opts).expect("c")).expect("read")).expect("json");
+        let hrefs: Vec<&str> = c["links"].as_array().expect("links").iter().filter(|l| l["rel"] == "item").filter_map(|l| l["href"].as_str()).collect();
+        assert_eq!(hrefs, vec!["./grid_id=X/date=2020-02-19/u.json"]);
     }
 }

@@ -217,12 +217,14 @@ fn output_file(path: &Path, scene: &str, grid_id: Option<String>, datetime: Date
     }
     Ok(OutputFile {
         path: path.to_path_buf(),
+        collection_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| scene.to_string()),
         datetime,
         footprint,
         media_type: COG_MEDIA_TYPE,
         projection: Projection { epsg: raster.epsg, shape: Some([raster.height, raster.width]), transform: Some(raster.transform) },
         raster_bands: Some(vec![band]),
+        table: None,
         properties,
     })
 }
