@@ -7,6 +7,9 @@ pub enum Resampling {
     Nearest,
     /// Bilinear: for continuous values (reflectance, backscatter).
     Bilinear,
+    /// Area-weighted mean of the covered source pixels (GDAL's `average`): for continuous values
+    /// on a coarser grid, where it uses every source pixel instead of sampling a few.
+    Average,
 }
 
 /// One band of a modality and the asset keys that may carry it.

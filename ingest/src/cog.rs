@@ -8,14 +8,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_tiff::decoder::DecoderRegistry;
 use async_tiff::metadata::TiffMetadataReader;
 use async_tiff::metadata::cache::ReadaheadMetadataCache;
-use async_tiff::reader::{AsyncFileReader, ObjectReader};
+use async_tiff::reader::{AsyncFileReader, Endianness, ObjectReader};
 use async_tiff::tags::{Compression, PlanarConfiguration};
-use async_tiff::{DataType, ImageFileDirectory, TypedArray};
+use async_tiff::{DataType, ImageFileDirectory};
 
 use crate::bands::Resampling;
+use crate::decode::{Layout, decode_planes};
 use crate::error::CogError;
 use crate::geo::GeoTransform;
 use crate::resample::{Raster, resample};
@@ -93,13 +93,24 @@ pub struct RawWindow {
 /// Decoded tile: `bands` planes of `tile_height * tile_width` values.
 type DecodedTile = Arc<Vec<f32>>;
 
+/// One image of the file: the full-resolution image (level 0) or an overview.
+#[derive(Debug)]
+struct Level {
+    ifd: ImageFileDirectory,
+    layout: Layout,
+    width: usize,
+    height: usize,
+}
+
 /// An open COG.
 #[derive(Debug)]
 pub struct Cog {
     reader: Arc<dyn AsyncFileReader>,
-    ifd: Arc<ImageFileDirectory>,
+    /// The full-resolution image, then the overviews, largest first.
+    levels: Vec<Level>,
     info: CogInfo,
-    tiles: Mutex<HashMap<(usize, usize), DecodedTile>>,
+    /// Decoded tiles by `(level, tile column, tile row)`.
+    tiles: Mutex<HashMap<(usize, usize, usize), DecodedTile>>,
 }
 
 /// Compressions the default decoder registry handles.
@@ -111,6 +122,13 @@ const SUPPORTED_COMPRESSIONS: [Compression; 6] = [
     Compression::ZSTD,
     Compression::ModernJPEG,
 ];
+
+/// GDAL's default `GDAL_OVERVIEW_OVERSAMPLING_THRESHOLD` for nearest neighbour: an overview
+/// up to 1.2 times coarser than the target is still read.
+const NEAREST_OVERSAMPLING: f64 = 1.2;
+/// GDAL's threshold for the other resamplings: 1.0, nudged by 1% against rounding, i.e. the
+/// overview must be at least as fine as the target.
+const OTHER_OVERSAMPLING: f64 = 1.01;
 
 impl Cog {
     /// Opens the COG at `location`: reads its header and IFDs (one or two range requests).
@@ -129,6 +147,7 @@ impl Cog {
             Arc::new(ObjectReader::new(Arc::clone(&location.store), location.path.clone()));
         let cache = ReadaheadMetadataCache::new(Arc::clone(&reader));
         let mut meta = TiffMetadataReader::try_open(&cache).await?;
+        let endianness = meta.endianness();
         let mut ifds = meta.read_all_ifds(&cache).await?;
         // The full-resolution image is the first IFD of a valid COG; take the widest, so that
         // files with their IFDs in another order (not valid COGs) still read.
@@ -136,20 +155,73 @@ impl Cog {
             .max_by_key(|&i| (ifds[i].image_width(), std::cmp::Reverse(i)))
             .ok_or_else(|| CogError::Unsupported("no image in file".into()))?;
         let ifd = ifds.swap_remove(full);
-        let mut overviews: Vec<(usize, usize)> = ifds
-            .iter()
-            .filter(|o| o.samples_per_pixel() == ifd.samples_per_pixel() && o.image_width() < ifd.image_width())
-            .map(|o| (o.image_width() as usize, o.image_height() as usize))
-            .collect();
-        overviews.sort_by(|a, b| b.cmp(a));
         let mut info = info(&ifd)?;
-        info.overviews = overviews;
-        Ok(Self { reader, ifd: Arc::new(ifd), info, tiles: Mutex::new(HashMap::new()) })
+        let size = info.sample_bytes();
+        // Overviews: smaller images of the same samples. Transparency masks (NewSubfileType
+        // bit 2) are not; an overview this reader cannot read is left out, not an error, since
+        // the full resolution still is.
+        let mut overviews: Vec<Level> = ifds
+            .into_iter()
+            .filter(|o| {
+                o.samples_per_pixel() == ifd.samples_per_pixel()
+                    && o.image_width() < ifd.image_width()
+                    && o.new_subfile_type().is_none_or(|t| t & 4 == 0)
+                    && ifd_data_type(o).ok() == Some(info.data_type)
+            })
+            .filter_map(|o| match level(o, endianness, size) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(path = %location.path, "overview left out: {e}");
+                    None
+                }
+            })
+            .collect();
+        overviews.sort_by_key(|l| std::cmp::Reverse((l.width, l.height)));
+        info.overviews = overviews.iter().map(|l| (l.width, l.height)).collect();
+        let mut levels = vec![level(ifd, endianness, size)?];
+        levels.extend(overviews);
+        Ok(Self { reader, levels, info, tiles: Mutex::new(HashMap::new()) })
     }
 
     /// Size, tiling and georeferencing.
     pub fn info(&self) -> &CogInfo {
         &self.info
+    }
+
+    fn level(&self, level: usize) -> Result<&Level, CogError> {
+        self.levels.get(level).ok_or_else(|| {
+            CogError::Window(format!("overview level {level} requested, file has {}", self.levels.len() - 1))
+        })
+    }
+
+    /// Pixel-to-CRS transform of `level` (0: full resolution, `i`: the `i`-th overview of
+    /// [`CogInfo::overviews`]): the full-resolution transform with pixels scaled by the size
+    /// ratio, as GDAL derives an overview's transform.
+    pub fn level_transform(&self, level: usize) -> Result<GeoTransform, CogError> {
+        let t = self.info.geo_transform()?;
+        let l = self.level(level)?;
+        let sx = self.info.width as f64 / l.width as f64;
+        let sy = self.info.height as f64 / l.height as f64;
+        let c = t.0;
+        Ok(GeoTransform([c[0], c[1] * sx, c[2] * sy, c[3], c[4] * sx, c[5] * sy]))
+    }
+
+    /// The level GDAL reads for a target grid of `res_x` x `res_y` CRS units per pixel: the most
+    /// reduced overview whose downsampling factor stays below the target's times GDAL's
+    /// oversampling threshold (1.2 for nearest, else 1.0, i.e. at least as fine as the target),
+    /// or 0 (full resolution) when none does, e.g. for a grid as fine as the data or finer.
+    pub fn level_for(&self, res_x: f64, res_y: f64, method: Resampling) -> usize {
+        let Some(t) = self.info.transform else { return 0 };
+        let desired = (res_x.abs() / t.res_x()).min(res_y.abs() / t.res_y());
+        let threshold = if method == Resampling::Nearest { NEAREST_OVERSAMPLING } else { OTHER_OVERSAMPLING };
+        let mut best = (0, 0.0);
+        for (i, l) in self.levels.iter().enumerate().skip(1) {
+            let factor = (self.info.width as f64 / l.width as f64).min(self.info.height as f64 / l.height as f64);
+            if factor < desired * threshold && factor > best.1 {
+                best = (i, factor);
+            }
+        }
+        best.0
     }
 
     /// Reads band `band` (0-based) in the pixel window at `(col, row)` of `width` x `height`.
@@ -162,24 +234,38 @@ impl Cog {
         width: usize,
         height: usize,
     ) -> Result<Vec<f32>, CogError> {
+        self.read_window_at(0, band, col, row, width, height).await
+    }
+
+    /// As [`Cog::read_window`], in pixels of `level` (0: full resolution, `i`: overview `i`).
+    pub async fn read_window_at(
+        &self,
+        level: usize,
+        band: usize,
+        col: isize,
+        row: isize,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<f32>, CogError> {
         let info = &self.info;
         if band >= info.bands {
             return Err(CogError::Unsupported(format!("band {} requested, file has {}", band + 1, info.bands)));
         }
+        let l = self.level(level)?;
         let mut out = vec![f32::NAN; width * height];
         // Clip to the image.
         let c0 = col.max(0) as usize;
         let r0 = row.max(0) as usize;
-        let c1 = ((col + width as isize).max(0) as usize).min(info.width);
-        let r1 = ((row + height as isize).max(0) as usize).min(info.height);
+        let c1 = ((col + width as isize).max(0) as usize).min(l.width);
+        let r1 = ((row + height as isize).max(0) as usize).min(l.height);
         if c0 >= c1 || r0 >= r1 {
             return Ok(out);
         }
-        let (tw, th) = (info.tile_width, info.tile_height);
+        let (tw, th) = (l.layout.tile_width, l.layout.tile_height);
         let tiles: Vec<(usize, usize)> = (r0 / th..=(r1 - 1) / th)
             .flat_map(|ty| (c0 / tw..=(c1 - 1) / tw).map(move |tx| (tx, ty)))
             .collect();
-        let decoded = futures::future::try_join_all(tiles.iter().map(|&(tx, ty)| self.tile(tx, ty))).await?;
+        let decoded = futures::future::try_join_all(tiles.iter().map(|&(tx, ty)| self.tile(level, tx, ty))).await?;
         for (&(tx, ty), tile) in tiles.iter().zip(decoded) {
             let plane = &tile[band * tw * th..(band + 1) * tw * th];
             // Intersection of the tile with the clipped window, in image pixels.
@@ -198,7 +284,9 @@ impl Cog {
     }
 
     /// Reads band `band` resampled onto the `width` x `height` grid with transform `dst` (same
-    /// CRS). A grid aligned with the file's pixels is read directly.
+    /// CRS). When the grid is coarser than the data, the pixels come from the overview GDAL
+    /// would pick ([`Cog::level_for`]), so only that overview's tiles are fetched. A grid
+    /// aligned with the pixels read is read directly.
     pub async fn read_onto(
         &self,
         band: usize,
@@ -207,14 +295,28 @@ impl Cog {
         height: usize,
         method: Resampling,
     ) -> Result<Raster, CogError> {
-        let src_t = self.info.geo_transform()?;
+        let level = self.level_for(dst.res_x(), dst.res_y(), method);
+        self.read_onto_level(level, band, dst, width, height, method).await
+    }
+
+    /// As [`Cog::read_onto`], from `level` (0: full resolution, `i`: overview `i`).
+    pub async fn read_onto_level(
+        &self,
+        level: usize,
+        band: usize,
+        dst: &GeoTransform,
+        width: usize,
+        height: usize,
+        method: Resampling,
+    ) -> Result<Raster, CogError> {
+        let src_t = self.level_transform(level)?;
         let (fc, fr) = src_t.invert(dst.0[0], dst.0[3]);
         let aligned = (dst.res_x() - src_t.res_x()).abs() < 1e-9 * src_t.res_x()
             && (dst.res_y() - src_t.res_y()).abs() < 1e-9 * src_t.res_y()
             && (fc - fc.round()).abs() < 1e-6
             && (fr - fr.round()).abs() < 1e-6;
         if aligned {
-            let data = self.read_window(band, fc.round() as isize, fr.round() as isize, width, height).await?;
+            let data = self.read_window_at(level, band, fc.round() as isize, fr.round() as isize, width, height).await?;
             return Ok(Raster { transform: *dst, width, height, data });
         }
         // Source pixels under the target window, plus one for the bilinear neighbours.
@@ -225,7 +327,7 @@ impl Cog {
         let c1 = fc.max(lc).ceil() as isize + 1;
         let r1 = fr.max(lr).ceil() as isize + 1;
         let (sw, sh) = ((c1 - c0) as usize, (r1 - r0) as usize);
-        let data = self.read_window(band, c0, r0, sw, sh).await?;
+        let data = self.read_window_at(level, band, c0, r0, sw, sh).await?;
         let src = Raster { transform: src_t.offset(c0 as f64, r0 as f64), width: sw, height: sh, data };
         Ok(resample(&src, dst, width, height, method))
     }
@@ -233,61 +335,92 @@ impl Cog {
     /// Reads every band of the window at `(col, row)` of `width` x `height`, which must lie
     /// inside the image, in the file's own data type. Not cached: for inspection and checks.
     pub async fn read_window_raw(&self, col: usize, row: usize, width: usize, height: usize) -> Result<RawWindow, CogError> {
-        let info = &self.info;
-        if width == 0 || height == 0 || col + width > info.width || row + height > info.height {
+        self.read_window_raw_at(0, col, row, width, height).await
+    }
+
+    /// As [`Cog::read_window_raw`], in pixels of `level` (0: full resolution, `i`: overview
+    /// `i`). The window's tiles are fetched and decoded concurrently.
+    pub async fn read_window_raw_at(
+        &self,
+        level: usize,
+        col: usize,
+        row: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<RawWindow, CogError> {
+        let l = self.level(level)?;
+        if width == 0 || height == 0 || col + width > l.width || row + height > l.height {
             return Err(CogError::Window(format!(
-                "window {col},{row},{width},{height} is not inside the {}x{} image",
-                info.width, info.height
+                "window {col},{row},{width},{height} is not inside the {}x{} image{}",
+                l.width,
+                l.height,
+                if level > 0 { format!(" (overview {level})") } else { String::new() }
             )));
         }
-        let (tw, th, bands, size) = (info.tile_width, info.tile_height, info.bands, info.sample_bytes());
+        let (tw, th, bands, size) = (l.layout.tile_width, l.layout.tile_height, self.info.bands, l.layout.sample_bytes);
+        let tiles: Vec<(usize, usize)> = (row / th..=(row + height - 1) / th)
+            .flat_map(|ty| (col / tw..=(col + width - 1) / tw).map(move |tx| (tx, ty)))
+            .collect();
+        let decoded =
+            futures::future::try_join_all(tiles.iter().map(|&(tx, ty)| self.fetch_decoded(level, tx, ty, |p, _| Ok(p))))
+                .await?;
         let mut out = vec![0u8; bands * width * height * size];
-        for ty in row / th..=(row + height - 1) / th {
-            for tx in col / tw..=(col + width - 1) / tw {
-                let planes = self.fetch_decoded(tx, ty, raw_planes).await?;
-                let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
-                let (r0, r1) = ((ty * th).max(row), ((ty + 1) * th).min(row + height));
-                for b in 0..bands {
-                    for r in r0..r1 {
-                        let src = (b * th * tw + (r - ty * th) * tw + (c0 - tx * tw)) * size;
-                        let dst = (b * height * width + (r - row) * width + (c0 - col)) * size;
-                        let n = (c1 - c0) * size;
-                        out[dst..dst + n].copy_from_slice(&planes[src..src + n]);
-                    }
+        for (&(tx, ty), planes) in tiles.iter().zip(decoded) {
+            let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
+            let (r0, r1) = ((ty * th).max(row), ((ty + 1) * th).min(row + height));
+            let n = (c1 - c0) * size;
+            for b in 0..bands {
+                for r in r0..r1 {
+                    let src = (b * th * tw + (r - ty * th) * tw + (c0 - tx * tw)) * size;
+                    let dst = (b * height * width + (r - row) * width + (c0 - col)) * size;
+                    out[dst..dst + n].copy_from_slice(&planes[src..src + n]);
                 }
             }
         }
-        Ok(RawWindow { data_type: info.data_type, bands, height, width, bytes: out })
+        Ok(RawWindow { data_type: self.info.data_type, bands, height, width, bytes: out })
     }
 
-    /// Drops cached tiles that lie entirely above pixel row `row`: the stream has passed them.
+    /// Drops cached tiles, of every level, that lie entirely above full-resolution pixel row
+    /// `row` (less the one-pixel margin [`Cog::read_onto`] reads around a window): the stream
+    /// has passed them.
     pub fn evict_above(&self, row: usize) {
-        let th = self.info.tile_height;
+        let full_height = self.info.height as f64;
         let mut tiles = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
-        tiles.retain(|&(_, ty), _| (ty + 1) * th > row);
+        tiles.retain(|&(level, _, ty), _| {
+            let l = &self.levels[level];
+            let r = (row as f64 * l.height as f64 / full_height).floor() as usize;
+            (ty + 1) * l.layout.tile_height + 1 > r
+        });
     }
 
-    async fn tile(&self, tx: usize, ty: usize) -> Result<DecodedTile, CogError> {
-        if let Some(t) = self.tiles.lock().unwrap_or_else(|p| p.into_inner()).get(&(tx, ty)) {
+    /// Decoded tiles held in the cache (for memory checks).
+    pub fn cached_tiles(&self) -> usize {
+        self.tiles.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    async fn tile(&self, level: usize, tx: usize, ty: usize) -> Result<DecodedTile, CogError> {
+        if let Some(t) = self.tiles.lock().unwrap_or_else(|p| p.into_inner()).get(&(level, tx, ty)) {
             return Ok(Arc::clone(t));
         }
-        let decoded = self.fetch_decoded(tx, ty, to_planes).await?;
-        let decoded = Arc::new(decoded);
-        self.tiles.lock().unwrap_or_else(|p| p.into_inner()).insert((tx, ty), Arc::clone(&decoded));
+        let decoded = Arc::new(self.fetch_decoded(level, tx, ty, to_f32).await?);
+        self.tiles.lock().unwrap_or_else(|p| p.into_inner()).insert((level, tx, ty), Arc::clone(&decoded));
         Ok(decoded)
     }
 }
 
 impl Cog {
-    /// Fetches tile `(tx, ty)` and decodes it with `convert` on a blocking thread. Errors name
-    /// the tile and its byte range; a panicking decoder is an error, not a crash.
+    /// Fetches tile `(tx, ty)` of `level`, decodes it to band planes and applies `convert`, on
+    /// a blocking thread. Errors name the tile and its byte range; a panicking decoder is an
+    /// error, not a crash.
     async fn fetch_decoded<T: Send + 'static>(
         &self,
+        level: usize,
         tx: usize,
         ty: usize,
-        convert: fn(async_tiff::Array, &CogInfo) -> Result<T, CogError>,
+        convert: fn(Vec<u8>, &CogInfo) -> Result<T, CogError>,
     ) -> Result<T, CogError> {
-        let range = self
+        let l = self.level(level)?;
+        let range = l
             .ifd
             .tile_byte_range(tx, ty)
             .map(|r| match r {
@@ -298,11 +431,11 @@ impl Cog {
             })
             .unwrap_or_default();
         let tile_err = |source| CogError::Tile { x: tx, y: ty, range: range.clone(), source };
-        let tile = self.ifd.fetch_tile(tx, ty, self.reader.as_ref()).await.map_err(tile_err)?;
-        let info = self.info.clone();
+        let tile = l.ifd.fetch_tile(tx, ty, self.reader.as_ref()).await.map_err(tile_err)?;
+        let (layout, info) = (l.layout, self.info.clone());
         tokio::task::spawn_blocking(move || {
-            let array = tile.decode(&DecoderRegistry::default())?;
-            Ok::<_, async_tiff::error::AsyncTiffError>(convert(array, &info))
+            let planes = decode_planes(tile, &layout)?;
+            Ok::<_, async_tiff::error::AsyncTiffError>(convert(planes, &info))
         })
         .await
         .map_err(|e| match e.try_into_panic() {
@@ -322,87 +455,66 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Converts a decoded tile to Float32 planes `[band][row][col]`, no-data to NaN.
-fn to_planes(array: async_tiff::Array, info: &CogInfo) -> Result<Vec<f32>, CogError> {
-    let shape = array.shape();
-    let (tw, th, bands) = (info.tile_width, info.tile_height, info.bands);
-    let planar = match shape {
-        [h, w, b] if h == th && w == tw && b == bands => false,
-        [b, h, w] if h == th && w == tw && b == bands => true,
-        other => {
-            return Err(CogError::Unsupported(format!(
-                "decoded tile has shape {other:?}, expected {th}x{tw} with {bands} bands"
-            )));
-        }
-    };
-    let values: Vec<f32> = match array.into_inner().0 {
-        TypedArray::UInt8(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::UInt16(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::Int8(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::Int16(v) => v.into_iter().map(f32::from).collect(),
-        TypedArray::UInt32(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Int32(v) => v.into_iter().map(|x| x as f32).collect(),
-        TypedArray::Float32(v) => v,
-        TypedArray::Float64(v) => v.into_iter().map(|x| x as f32).collect(),
-        other => return Err(CogError::Unsupported(format!("sample type {:?}", type_name(&other)))),
-    };
+/// Band planes of native-endian samples to Float32, no-data to NaN.
+fn to_f32(planes: Vec<u8>, info: &CogInfo) -> Result<Vec<f32>, CogError> {
     let nodata = info.nodata.map(|n| n as f32);
     let fix = |v: f32| if Some(v) == nodata { f32::NAN } else { v };
-    let n = tw * th;
-    if planar || bands == 1 {
-        return Ok(values.into_iter().map(fix).collect());
+    fn each<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+        bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                f(a)
+            })
+            .collect()
     }
-    let mut out = vec![0f32; n * bands];
-    for (i, px) in values.chunks_exact(bands).enumerate() {
-        for (b, &v) in px.iter().enumerate() {
-            out[b * n + i] = fix(v);
-        }
-    }
-    Ok(out)
+    Ok(match info.data_type {
+        DataType::UInt8 => planes.iter().map(|&v| fix(f32::from(v))).collect(),
+        DataType::Int8 => planes.iter().map(|&v| fix(f32::from(v as i8))).collect(),
+        DataType::UInt16 => each(&planes, |a| fix(f32::from(u16::from_ne_bytes(a)))),
+        DataType::Int16 => each(&planes, |a| fix(f32::from(i16::from_ne_bytes(a)))),
+        DataType::UInt32 => each(&planes, |a| fix(u32::from_ne_bytes(a) as f32)),
+        DataType::Int32 => each(&planes, |a| fix(i32::from_ne_bytes(a) as f32)),
+        DataType::Float32 => each(&planes, |a| fix(f32::from_ne_bytes(a))),
+        DataType::Float64 => each(&planes, |a| fix(f64::from_ne_bytes(a) as f32)),
+        other => return Err(CogError::Unsupported(format!("sample type {other:?}"))),
+    })
 }
 
-/// A decoded tile's samples as native-endian bytes, band-major `[band][row][col]`.
-fn raw_planes(array: async_tiff::Array, info: &CogInfo) -> Result<Vec<u8>, CogError> {
-    let shape = array.shape();
-    let (tw, th, bands) = (info.tile_width, info.tile_height, info.bands);
-    let planar = match shape {
-        [h, w, b] if h == th && w == tw && b == bands => bands == 1,
-        [b, h, w] if h == th && w == tw && b == bands => true,
-        other => return Err(CogError::Unsupported(format!("decoded tile has shape {other:?}"))),
+/// One image of the file with its tile layout, checked against its tile index.
+fn level(ifd: ImageFileDirectory, endianness: Endianness, sample_bytes: usize) -> Result<Level, CogError> {
+    let (Some(tw), Some(th)) = (ifd.tile_width(), ifd.tile_height()) else {
+        return Err(CogError::Unsupported(
+            "strip-organised TIFF (no tiles); convert it to a tiled COG, e.g. `gdal_translate -of COG`".into(),
+        ));
     };
-    use bytemuck::cast_slice;
-    let bytes: Vec<u8> = match array.into_inner().0 {
-        TypedArray::UInt8(v) => v,
-        TypedArray::Int8(v) => cast_slice(&v).to_vec(),
-        TypedArray::UInt16(v) => cast_slice(&v).to_vec(),
-        TypedArray::Int16(v) => cast_slice(&v).to_vec(),
-        TypedArray::UInt32(v) => cast_slice(&v).to_vec(),
-        TypedArray::Int32(v) => cast_slice(&v).to_vec(),
-        TypedArray::Float32(v) => cast_slice(&v).to_vec(),
-        TypedArray::Float64(v) => cast_slice(&v).to_vec(),
-        other => return Err(CogError::Unsupported(format!("sample type {}", type_name(&other)))),
-    };
-    if planar {
-        return Ok(bytes);
+    let compression = ifd.compression();
+    if !SUPPORTED_COMPRESSIONS.contains(&compression) {
+        return Err(CogError::Unsupported(format!("compression {compression:?}")));
     }
-    let size = info.sample_bytes();
-    let n = tw * th;
-    let mut out = vec![0u8; bytes.len()];
-    for (i, px) in bytes.chunks_exact(size * bands).enumerate() {
-        for b in 0..bands {
-            out[(b * n + i) * size..(b * n + i + 1) * size].copy_from_slice(&px[b * size..(b + 1) * size]);
-        }
-    }
-    Ok(out)
+    let (width, height) = (ifd.image_width() as usize, ifd.image_height() as usize);
+    check_tile_index(&ifd, width, height, tw as usize, th as usize)?;
+    let layout = Layout::of(&ifd, endianness, sample_bytes);
+    Ok(Level { ifd, layout, width, height })
 }
 
-fn type_name(a: &TypedArray) -> &'static str {
-    match a {
-        TypedArray::Bool(_) => "1-bit",
-        TypedArray::UInt64(_) => "uint64",
-        TypedArray::Int64(_) => "int64",
-        _ => "other",
+/// A corrupt file may list fewer tiles than the image needs; checked before any indexing.
+fn check_tile_index(ifd: &ImageFileDirectory, width: usize, height: usize, tw: usize, th: usize) -> Result<(), CogError> {
+    if width == 0 || height == 0 || tw == 0 || th == 0 {
+        return Err(CogError::Unsupported(format!("empty image {width}x{height}, tiles {tw}x{th}")));
     }
+    let bands = ifd.samples_per_pixel() as usize;
+    let per_band = width.div_ceil(tw) * height.div_ceil(th);
+    let needed = if ifd.planar_configuration() == PlanarConfiguration::Planar { per_band * bands } else { per_band };
+    let offsets = ifd.tile_offsets().map_or(0, <[u64]>::len);
+    let counts = ifd.tile_byte_counts().map_or(0, <[u64]>::len);
+    if offsets < needed || counts < needed {
+        return Err(CogError::Unsupported(format!(
+            "corrupt tile index: {offsets} offsets and {counts} byte counts for {needed} tiles"
+        )));
+    }
+    Ok(())
 }
 
 fn info(ifd: &ImageFileDirectory) -> Result<CogInfo, CogError> {
@@ -419,19 +531,7 @@ fn info(ifd: &ImageFileDirectory) -> Result<CogInfo, CogError> {
     let data_type = ifd_data_type(ifd)?;
     let (width, height) = (ifd.image_width() as usize, ifd.image_height() as usize);
     let (tile_width, tile_height) = (tile_width as usize, tile_height as usize);
-    if width == 0 || height == 0 || tile_width == 0 || tile_height == 0 {
-        return Err(CogError::Unsupported(format!("empty image {width}x{height}, tiles {tile_width}x{tile_height}")));
-    }
-    // A corrupt file may list fewer tiles than the image needs; check before indexing.
-    let per_band = width.div_ceil(tile_width) * height.div_ceil(tile_height);
-    let needed = if ifd.planar_configuration() == PlanarConfiguration::Planar { per_band * bands } else { per_band };
-    let offsets = ifd.tile_offsets().map_or(0, <[u64]>::len);
-    let counts = ifd.tile_byte_counts().map_or(0, <[u64]>::len);
-    if offsets < needed || counts < needed {
-        return Err(CogError::Unsupported(format!(
-            "corrupt tile index: {offsets} offsets and {counts} byte counts for {needed} tiles"
-        )));
-    }
+    check_tile_index(ifd, width, height, tile_width, tile_height)?;
     let (transform, gcp_count) = geo_transform(ifd)?;
     let epsg = ifd.geo_key_directory().and_then(|g| g.epsg_code()).map(u32::from);
     let nodata = ifd.gdal_nodata().and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());

@@ -8,10 +8,11 @@
 //! - [`bands`]: Sentinel-2 L2A band table in TerraMind order, per-provider asset keys.
 //! - [`item`]: loading STAC items and resolving their asset hrefs.
 //! - [`store`]: hrefs to `object_store` locations.
-//! - [`cog`]: COG window reads with a bounded decoded-tile cache.
+//! - [`cog`]: COG window reads (full resolution or the overview a coarser grid needs) with a
+//!   bounded decoded-tile cache; tiles decode in `decode` (DEFLATE via libdeflate, predictors).
 //! - [`geo`]: affine transforms, CRS handling and footprints (WKB, EPSG:4326).
 //! - [`grid`]: chip grids (size, stride, edge policy).
-//! - [`resample`]: nearest and bilinear resampling between grids.
+//! - [`resample`]: nearest, bilinear and average resampling between grids.
 //! - [`scene`]: the scene source: one item into a stream of chip batches.
 //! - [`stac_api`]: STAC API item search with paging, retries and backoff.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
@@ -21,6 +22,7 @@
 
 pub mod bands;
 pub mod cog;
+mod decode;
 mod error;
 pub mod geo;
 pub mod grid;
