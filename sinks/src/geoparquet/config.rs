@@ -136,13 +136,13 @@ impl GeoParquetConfig {
         if self.row_group_rows == 0 {
             return Err(Error::Option { key: "geoparquet.row_group_rows", reason: "must be at least 1".into() });
         }
-        if let Some(unit) = &self.work_unit {
-            if unit.is_empty() || unit.starts_with('.') || crate::commit::safe_file_stem(unit) != *unit {
-                return Err(Error::Option {
-                    key: "geoparquet.work_unit",
-                    reason: format!("{unit:?}: use letters, digits, - _ . (not first)"),
-                });
-            }
+        if let Some(unit) = &self.work_unit
+            && (unit.is_empty() || unit.starts_with('.') || crate::commit::safe_file_stem(unit) != *unit)
+        {
+            return Err(Error::Option {
+                key: "geoparquet.work_unit",
+                reason: format!("{unit:?}: use letters, digits, - _ . (not first)"),
+            });
         }
         self.stac.validate()?;
         let props = WriterProperties::builder()
