@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use stac::Item;
 
+use crate::store::Stores;
 use crate::{Error, Result};
 
 /// Replaces an href prefix, e.g. to read a bucket's files from a local mirror.
@@ -35,6 +36,27 @@ impl SceneItem {
             serde_json::from_slice(&bytes).map_err(|source| Error::ParseItem { path: path.into(), source })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self { item, base_dir })
+    }
+
+    /// Reads an item from `href`: a local path, `file://`, `http(s)://` or `s3://` URL. Relative
+    /// asset hrefs are made absolute against `href`, so the item reads the same from anywhere.
+    pub async fn from_href(href: &str) -> Result<Self> {
+        let bytes = read_href(href).await?;
+        let item: Item = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Href { href: href.to_string(), reason: format!("not a STAC item: {e}") })?;
+        Ok(Self::from_item(item, href))
+    }
+
+    /// An item that was read from `href`, its relative asset hrefs resolved against it.
+    pub fn from_item(mut item: Item, href: &str) -> Self {
+        for asset in item.assets.values_mut() {
+            asset.href = resolve_href(href, &asset.href);
+        }
+        let base_dir = match local_path(href) {
+            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => PathBuf::new(),
+        };
+        Self { item, base_dir }
     }
 
     /// The item id.
@@ -70,9 +92,46 @@ impl SceneItem {
 
     /// The first of `keys` that names an asset of the item, with its href after `rewrites`.
     pub fn asset_href(&self, keys: &[&str], rewrites: &[HrefRewrite]) -> Option<(String, String)> {
-        keys.iter().find_map(|k| {
-            self.item.assets.get(*k).map(|a| ((*k).to_string(), rewrite(&a.href, rewrites)))
-        })
+        keys.iter().find_map(|k| self.item.assets.get(*k).map(|a| ((*k).to_string(), rewrite(&a.href, rewrites))))
+    }
+}
+
+/// The bytes at `href` (a path, `file://`, `http(s)://` or `s3://` URL), through the shared
+/// [`Stores`].
+pub async fn read_href(href: &str) -> Result<bytes::Bytes> {
+    let herr = |e: object_store::Error| Error::Href { href: href.to_string(), reason: e.to_string() };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let loc = Stores::global().open(href, &cwd)?;
+    loc.store.get_opts(&loc.path, Default::default()).await.map_err(herr)?.bytes().await.map_err(herr)
+}
+
+/// `href` resolved against `base`, the href of the document it appears in: absolute hrefs
+/// (`scheme://`, `/path`) are kept, relative ones are joined to `base`'s directory, as a URL
+/// for URL bases and as a normalised path for local ones.
+pub fn resolve_href(base: &str, href: &str) -> String {
+    if href.contains("://") {
+        return href.to_string();
+    }
+    if let Some(dir) = local_path(base) {
+        if Path::new(href).is_absolute() {
+            return href.to_string();
+        }
+        let dir = dir.parent().unwrap_or(Path::new(""));
+        let joined = crate::store::normalize(&dir.join(href));
+        return joined.display().to_string();
+    }
+    match reqwest::Url::parse(base).and_then(|b| b.join(href)) {
+        Ok(u) => u.to_string(),
+        Err(_) => href.to_string(),
+    }
+}
+
+/// The local path of a plain path or `file://` URL; `None` for other URLs.
+fn local_path(href: &str) -> Option<PathBuf> {
+    match href.strip_prefix("file://") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if href.contains("://") => None,
+        None => Some(PathBuf::from(href)),
     }
 }
 
@@ -99,5 +158,16 @@ mod tests {
         assert_eq!(rewrite("https://a/x.tif", &rw), "/mirror/a/x.tif");
         assert_eq!(rewrite("https://b/x.tif", &rw), "/mirror/b/x.tif");
         assert_eq!(rewrite("s3://b/x.tif", &rw), "s3://b/x.tif");
+    }
+
+    #[test]
+    fn relative_hrefs_resolve_against_their_document() {
+        assert_eq!(resolve_href("/data/cat/a/item.json", "./B02.tif"), "/data/cat/a/B02.tif");
+        assert_eq!(resolve_href("/data/cat/a/item.json", "../b/item.json"), "/data/cat/b/item.json");
+        assert_eq!(resolve_href("file:///data/cat/catalog.json", "a/item.json"), "/data/cat/a/item.json");
+        assert_eq!(resolve_href("http://h:1/cat/catalog.json", "./a/item.json"), "http://h:1/cat/a/item.json");
+        assert_eq!(resolve_href("http://h:1/cat/a/item.json", "../../B02.tif"), "http://h:1/B02.tif");
+        assert_eq!(resolve_href("http://h:1/cat/a/item.json", "/x/B02.tif"), "http://h:1/x/B02.tif");
+        assert_eq!(resolve_href("/data/item.json", "s3://b/B02.tif"), "s3://b/B02.tif");
     }
 }

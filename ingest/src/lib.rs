@@ -8,6 +8,7 @@
 //! - [`bands`]: Sentinel-2 L2A band table in TerraMind order, per-provider asset keys.
 //! - [`item`]: loading STAC items and resolving their asset hrefs.
 //! - [`store`]: hrefs to `object_store` locations.
+//! - [`limit`]: concurrent requests per host, request budget per scene.
 //! - [`cog`]: COG window reads (full resolution or the overview a coarser grid needs) with a
 //!   bounded decoded-tile cache; tiles decode in `decode` (DEFLATE via libdeflate, predictors).
 //! - [`geo`]: affine transforms, CRS handling and footprints (WKB, EPSG:4326).
@@ -15,12 +16,17 @@
 //! - [`resample`]: nearest, bilinear and average resampling between grids.
 //! - [`scene`]: the scene source: one item into a stream of chip batches.
 //! - [`stac_api`]: STAC API item search with paging, retries and backoff.
+//! - [`catalog`]: static STAC catalogs (local or remote), walked for their items.
+//! - [`provider`]: Earth Search and Planetary Computer: API roots, asset keys in TerraMind band
+//!   order, SAS signing of blob hrefs.
+//! - [`poll`]: polling a STAC API for new scenes, with a watermark kept in the output store.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
 //! - [`stream`]: the `ChipStream` type and its adapter.
 
 #![deny(missing_docs)]
 
 pub mod bands;
+pub mod catalog;
 pub mod cog;
 mod decode;
 mod error;
@@ -28,6 +34,9 @@ pub mod geo;
 pub mod grid;
 pub mod item;
 pub mod ledger;
+pub mod limit;
+pub mod poll;
+pub mod provider;
 pub mod resample;
 pub mod scene;
 pub mod schema;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -89,14 +89,19 @@ impl StacClient {
 
     /// Streams the items of `params`, following `next` links, stopping after `max_items` when
     /// given. Pages are fetched ahead of the consumer by at most one.
-    pub fn search(&self, params: &SearchParams, max_items: Option<usize>) -> impl Stream<Item = Result<Item>> + Send + 'static {
+    pub fn search(
+        &self,
+        params: &SearchParams,
+        max_items: Option<usize>,
+    ) -> impl Stream<Item = Result<Item>> + Send + 'static {
         let (tx, rx) = mpsc::channel::<Result<Item>>(256);
         let client = self.clone();
         let first = match serde_json::to_value(params) {
             Ok(body) => Ok(PageRequest::Post { url: format!("{}/search", self.root), body }),
             Err(e) => Err(Error::Href { href: self.root.clone(), reason: format!("search body: {e}") }),
         };
-        tokio::spawn(async move {
+        // Spawned when the stream is first polled, so a search can be made outside a runtime.
+        let pages = async move {
             let mut next = match first {
                 Ok(r) => Some(r),
                 Err(e) => {
@@ -121,8 +126,10 @@ impl StacClient {
                     if max_items.is_some_and(|m| sent >= m) {
                         return;
                     }
-                    let item = serde_json::from_value::<Item>(feature)
-                        .map_err(|e| Error::Href { href: url.clone(), reason: format!("page {pages}: not a STAC item: {e}") });
+                    let item = serde_json::from_value::<Item>(feature).map_err(|e| Error::Href {
+                        href: url.clone(),
+                        reason: format!("page {pages}: not a STAC item: {e}"),
+                    });
                     if tx.send(item).await.is_err() {
                         return;
                     }
@@ -130,64 +137,76 @@ impl StacClient {
                 }
                 next = next_request(&page, &request);
             }
-        });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
+        };
+        futures::stream::once(async move {
+            tokio::spawn(pages);
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
+        })
+        .flatten()
     }
 
     async fn fetch(&self, request: &PageRequest) -> Result<Value> {
-        let url = request.url();
-        let mut attempt = 0usize;
-        loop {
-            let sent = match request {
-                PageRequest::Post { url, body } => self
-                    .http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("accept", "application/geo+json, application/json")
-                    .body(body.to_string())
-                    .send(),
-                PageRequest::Get { url } => self.http.get(url).header("accept", "application/geo+json, application/json").send(),
-            }
-            .await;
-            let herr = |reason: String| Error::Href { href: url.to_string(), reason };
-            let retry_after = match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    let bytes = resp.bytes().await.map_err(|e| herr(e.to_string()))?;
-                    return serde_json::from_slice(&bytes).map_err(|e| herr(format!("not JSON: {e}")));
-                }
-                Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => {
-                    let wait = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    if attempt >= self.options.max_retries {
-                        return Err(herr(format!("HTTP {} after {} retries", resp.status(), attempt)));
-                    }
-                    wait
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    return Err(herr(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())));
-                }
-                Err(e) if (e.is_timeout() || e.is_connect() || e.is_request()) && attempt < self.options.max_retries => None,
-                Err(e) => return Err(herr(e.to_string())),
-            };
-            attempt += 1;
-            let backoff = self.backoff(attempt);
-            tracing::warn!(url, attempt, ?backoff, "STAC request failed, retrying");
-            tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
-        }
+        send_json(&self.options, request.url(), || match request {
+            PageRequest::Post { url, body } => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/geo+json, application/json")
+                .body(body.to_string()),
+            PageRequest::Get { url } => self.http.get(url).header("accept", "application/geo+json, application/json"),
+        })
+        .await
     }
+}
 
-    /// Exponential backoff with full jitter.
-    fn backoff(&self, attempt: usize) -> Duration {
-        let cap = self.options.max_backoff.as_secs_f64();
-        let exp = (self.options.init_backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1)).min(cap);
-        Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp.max(1e-3)))
+/// Sends the request `build` makes (a fresh one per attempt) and parses the answer as JSON;
+/// timeouts, connection errors, 429 and 5xx are retried with exponential backoff and full
+/// jitter, honouring `Retry-After` (seconds). Errors name `url`.
+pub(crate) async fn send_json(
+    options: &RemoteOptions,
+    url: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Value> {
+    let herr = |reason: String| Error::Href { href: url.to_string(), reason };
+    let mut attempt = 0usize;
+    loop {
+        let retry_after = match build().send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let bytes = resp.bytes().await.map_err(|e| herr(e.to_string()))?;
+                return serde_json::from_slice(&bytes).map_err(|e| herr(format!("not JSON: {e}")));
+            }
+            Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                if attempt >= options.max_retries {
+                    return Err(herr(format!("HTTP {} after {} retries", resp.status(), attempt)));
+                }
+                wait
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                return Err(herr(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())));
+            }
+            Err(e) if (e.is_timeout() || e.is_connect() || e.is_request()) && attempt < options.max_retries => None,
+            Err(e) => return Err(herr(e.to_string())),
+        };
+        attempt += 1;
+        let backoff = backoff(options, attempt);
+        tracing::warn!(url, attempt, ?backoff, "request failed, retrying");
+        tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
     }
+}
+
+/// Exponential backoff with full jitter.
+fn backoff(options: &RemoteOptions, attempt: usize) -> Duration {
+    let cap = options.max_backoff.as_secs_f64();
+    let exp = (options.init_backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1)).min(cap);
+    Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp.max(1e-3)))
 }
 
 impl PageRequest {
@@ -238,7 +257,10 @@ mod tests {
 
     #[test]
     fn next_links_merge_post_bodies() {
-        let prev = PageRequest::Post { url: "http://x/search".into(), body: serde_json::json!({"limit": 3, "collections": ["a"]}) };
+        let prev = PageRequest::Post {
+            url: "http://x/search".into(),
+            body: serde_json::json!({"limit": 3, "collections": ["a"]}),
+        };
         let page = serde_json::json!({"links": [{"rel": "next", "href": "http://x/search", "method": "POST", "merge": true, "body": {"skip": 3}}]});
         match next_request(&page, &prev) {
             Some(PageRequest::Post { body, .. }) => {

@@ -2,7 +2,13 @@
 //! requests, and `s3://` (anonymous, or with the usual `AWS_*` credentials).
 //!
 //! Remote stores are created once per host or bucket and shared, so connections are reused;
-//! every remote store retries timeouts, 429 and 5xx answers with exponential backoff and jitter.
+//! every remote store retries timeouts, 429 and 5xx answers with exponential backoff and jitter,
+//! and the stores of one host share a bound on concurrent requests ([`crate::limit`]).
+//!
+//! An `http(s)` href may carry a query string (a Planetary Computer SAS token): object_store's
+//! HTTP store appends object paths to its base URL with `Url::path_segments_mut`, which keeps
+//! the base URL's query, so the store is made for `scheme://host/?query` and every range request
+//! carries the query. Such stores are keyed by host and query (a refreshed token gets a new one).
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -15,7 +21,9 @@ use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use tokio::sync::Semaphore;
 
+use crate::limit::{Limited, RequestBudget};
 use crate::{Error, Result};
 
 /// A readable location: a store and a path inside it.
@@ -38,6 +46,8 @@ pub struct RemoteOptions {
     pub max_backoff: Duration,
     /// Time limit of one request.
     pub timeout: Duration,
+    /// Requests in flight at once to one host (all stores of the host together).
+    pub max_concurrency_per_host: usize,
 }
 
 impl Default for RemoteOptions {
@@ -47,6 +57,7 @@ impl Default for RemoteOptions {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(15),
             timeout: Duration::from_secs(30),
+            max_concurrency_per_host: 16,
         }
     }
 }
@@ -56,12 +67,28 @@ impl Default for RemoteOptions {
 pub struct Stores {
     options: RemoteOptions,
     remote: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
+
+/// Stores made for signed hrefs (one per token) kept before the oldest are dropped; a store in
+/// use stays alive through its `Arc`.
+const MAX_SIGNED_STORES: usize = 256;
 
 impl Stores {
     /// A registry whose remote stores use `options`.
     pub fn new(options: RemoteOptions) -> Self {
-        Self { options, remote: Mutex::new(HashMap::new()) }
+        Self { options, remote: Mutex::default(), hosts: Mutex::default() }
+    }
+
+    /// The network settings of this registry.
+    pub fn options(&self) -> &RemoteOptions {
+        &self.options
+    }
+
+    /// As [`Stores::open`], with every request through the location counted against `budget`.
+    pub fn open_budgeted(&self, href: &str, base_dir: &FsPath, budget: &Arc<RequestBudget>) -> Result<Location> {
+        let loc = self.open(href, base_dir)?;
+        Ok(Location { store: Arc::new(Limited::new(loc.store, None, Some(Arc::clone(budget)))), path: loc.path })
     }
 
     /// The process-wide registry with default options.
@@ -80,12 +107,20 @@ impl Stores {
         let Some((scheme, rest)) = href.split_once("://") else {
             return local(href, PathBuf::from(href), base_dir);
         };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) if matches!(scheme, "http" | "https") => (r, Some(q)),
+            _ => (rest, None),
+        };
         let (host, key) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() || key.is_empty() {
             return Err(herr("expected scheme://host/path".into()));
         }
         let path = Path::parse(key).map_err(|e| herr(e.to_string()))?;
-        let store_key = format!("{scheme}://{host}");
+        let host_key = format!("{scheme}://{host}");
+        let (store_key, base_url) = match query {
+            Some(q) => (format!("{host_key}?{q}"), format!("{host_key}/?{q}")),
+            None => (host_key.clone(), host_key.clone()),
+        };
         let mut remote = self.remote.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(store) = remote.get(&store_key) {
             return Ok(Location { store: Arc::clone(store), path });
@@ -93,7 +128,7 @@ impl Stores {
         let store: Arc<dyn ObjectStore> = match scheme {
             "http" | "https" => Arc::new(
                 HttpBuilder::new()
-                    .with_url(store_key.clone())
+                    .with_url(base_url)
                     .with_client_options(self.client_options())
                     .with_retry(self.retry())
                     .build()
@@ -103,11 +138,12 @@ impl Stores {
                 let builder = AmazonS3Builder::from_env().with_bucket_name(host).with_retry(self.retry());
                 // Public buckets (sentinel-cogs) need no credentials: do not sign without them.
                 let anonymous = std::env::var_os("AWS_ACCESS_KEY_ID").is_none();
-                let builder = if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-                    builder.with_region("us-west-2")
-                } else {
-                    builder
-                };
+                let builder =
+                    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                        builder.with_region("us-west-2")
+                    } else {
+                        builder
+                    };
                 Arc::new(
                     builder
                         .with_skip_signature(anonymous)
@@ -118,13 +154,26 @@ impl Stores {
             }
             other => return Err(herr(format!("unsupported scheme {other}:// (file, http, https, s3)"))),
         };
+        let permits = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = self.options.max_concurrency_per_host.max(1);
+            Arc::clone(hosts.entry(host_key).or_insert_with(|| Arc::new(Semaphore::new(n))))
+        };
+        let store: Arc<dyn ObjectStore> = Arc::new(Limited::new(store, Some(permits), None));
+        if query.is_some() && remote.keys().filter(|k| k.contains('?')).count() >= MAX_SIGNED_STORES {
+            remote.retain(|k, _| !k.contains('?'));
+        }
         remote.insert(store_key, Arc::clone(&store));
         Ok(Location { store, path })
     }
 
     fn retry(&self) -> RetryConfig {
         RetryConfig {
-            backoff: BackoffConfig { init_backoff: self.options.init_backoff, max_backoff: self.options.max_backoff, base: 2.0 },
+            backoff: BackoffConfig {
+                init_backoff: self.options.init_backoff,
+                max_backoff: self.options.max_backoff,
+                base: 2.0,
+            },
             max_retries: self.options.max_retries,
             retry_timeout: Duration::from_secs(180),
         }
@@ -190,8 +239,25 @@ mod tests {
     }
 
     #[test]
+    fn signed_hrefs_keep_their_query_and_share_the_host_limit() {
+        let stores = Stores::default();
+        let a =
+            stores.open("https://acc.blob.core.windows.net/c/x/B02.tif?sv=1&sig=a%2Bb", FsPath::new("/")).expect("a");
+        let b =
+            stores.open("https://acc.blob.core.windows.net/c/y/B03.tif?sv=1&sig=a%2Bb", FsPath::new("/")).expect("b");
+        let c = stores.open("https://acc.blob.core.windows.net/c/y/B03.tif?sv=2&sig=zz", FsPath::new("/")).expect("c");
+        assert_eq!(a.path.as_ref(), "c/x/B02.tif");
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert!(!Arc::ptr_eq(&a.store, &c.store), "another token needs another store");
+        assert_eq!(stores.hosts.lock().expect("hosts").len(), 1);
+    }
+
+    #[test]
     fn unknown_schemes_are_named() {
         let err = open("ftp://example.com/B02.tif", FsPath::new("/")).expect_err("ftp");
-        assert!(err.to_string().contains("ftp://example.com/B02.tif") && err.to_string().contains("unsupported scheme"), "{err}");
+        assert!(
+            err.to_string().contains("ftp://example.com/B02.tif") && err.to_string().contains("unsupported scheme"),
+            "{err}"
+        );
     }
 }

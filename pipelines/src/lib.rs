@@ -5,7 +5,7 @@
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
 //! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
 //! - [`npy`]: NumPy `.npy` output.
-//! - [`stac_cmd`]: `terrastream stac search`, items as NDJSON.
+//! - [`stac_cmd`]: `terrastream stac search|poll|catalog`, items as NDJSON.
 //! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 

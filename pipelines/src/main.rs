@@ -45,6 +45,10 @@ enum Command {
 enum StacCommand {
     /// Search items (following `next` links); prints one item per line (NDJSON).
     Search(terrastream::stac_cmd::SearchArgs),
+    /// Poll a search for new items (watermark in --state); prints each new item once (NDJSON).
+    Poll(terrastream::stac_cmd::PollArgs),
+    /// Walk a static catalog (child and item links); prints its items (NDJSON).
+    Catalog(terrastream::stac_cmd::CatalogArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +126,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Stac(StacCommand::Search(args)) => {
             let n = terrastream::stac_cmd::search(&args, std::io::stdout().lock()).await?;
             tracing::info!(items = n, "search done");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stac(StacCommand::Poll(args)) => {
+            let n = terrastream::stac_cmd::poll(&args, std::io::stdout().lock()).await?;
+            tracing::info!(items = n, "poll done");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stac(StacCommand::Catalog(args)) => {
+            let n = terrastream::stac_cmd::catalog(&args, std::io::stdout().lock()).await?;
+            tracing::info!(items = n, "catalog done");
             Ok(ExitCode::SUCCESS)
         }
         Command::Cog(CogCommand::Info { href }) => {

@@ -1,5 +1,6 @@
 //! The `stac-server` crate (memory backend) on 127.0.0.1, loaded with real items, counting
-//! search requests.
+//! search requests. Items can be added while it runs: the memory backend shares its item table
+//! between clones, so the test keeps one and adds through it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,8 @@ pub struct StacApi {
     /// Landing page URL.
     pub url: String,
     searches: Arc<AtomicUsize>,
+    backend: MemoryBackend,
+    runtime: tokio::runtime::Handle,
 }
 
 impl StacApi {
@@ -25,20 +28,30 @@ impl StacApi {
         let counter = Arc::clone(&searches);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let handle = rt.handle().clone();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
                 let url = format!("http://{}", listener.local_addr().expect("addr"));
                 let mut backend = MemoryBackend::new();
                 backend.add_collection(collection).await.expect("collection");
                 backend.add_items(items).await.expect("items");
-                let api = Api::new(backend, &url).expect("api");
+                let api = Api::new(backend.clone(), &url).expect("api");
                 let app = stac_server::routes::from_api(api).layer(middleware::from_fn_with_state(counter, count));
-                tx.send(url).expect("send url");
+                tx.send((url, backend, handle)).expect("send url");
                 axum::serve(listener, app).await.expect("serve");
             });
         });
-        Self { url: rx.recv().expect("server url"), searches }
+        let (url, backend, runtime) = rx.recv().expect("server url");
+        Self { url, searches, backend, runtime }
+    }
+
+    /// Adds `item` to the running server (an item whose id is already there is added again:
+    /// the memory backend keeps both).
+    pub fn add_item(&self, item: Item) {
+        let mut backend = self.backend.clone();
+        self.runtime.block_on(async move { backend.add_item(item).await }).expect("add item");
     }
 
     /// Requests to `/search` so far.

@@ -1,5 +1,9 @@
 //! The ingestor's COG reader against GDAL.
 
+mod catalog;
 mod cog_read;
 mod http;
+mod limits;
+mod poll;
+mod provider;
 mod stac;

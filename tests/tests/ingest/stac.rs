@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use crate::common::stac_api::StacApi;
 use crate::common::*;
 
-fn load() -> (stac::Collection, Vec<stac::Item>, Vec<serde_json::Value>) {
+/// The collection and items of tile 13TDE, and the items as JSON.
+pub(super) fn load() -> (stac::Collection, Vec<stac::Item>, Vec<serde_json::Value>) {
     let dir = shared_data().join("stac");
     let collection: stac::Collection = serde_json::from_slice(
         &std::fs::read(dir.join("rustac__crates_server_data_sentinel-2_collection.json")).expect("collection"),
@@ -21,10 +22,13 @@ fn load() -> (stac::Collection, Vec<stac::Item>, Vec<serde_json::Value>) {
     (collection, items, raw)
 }
 
-fn ids(stdout: &[u8]) -> Vec<String> {
+/// The ids of NDJSON items.
+pub(super) fn ids(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("ndjson line")["id"].as_str().expect("id").to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("ndjson line")["id"].as_str().expect("id").to_string()
+        })
         .collect()
 }
 
@@ -53,7 +57,8 @@ fn search_filters_by_datetime_and_bbox() {
     let cid = collection.id.clone();
     let api = StacApi::start(collection, items);
     // The expected set, from the item files: datetimes in the first half of the range.
-    let mut times: Vec<String> = raw.iter().map(|f| f["properties"]["datetime"].as_str().expect("datetime").to_string()).collect();
+    let mut times: Vec<String> =
+        raw.iter().map(|f| f["properties"]["datetime"].as_str().expect("datetime").to_string()).collect();
     times.sort();
     let cut = &times[times.len() / 2];
     let want: BTreeSet<String> = raw
@@ -63,7 +68,8 @@ fn search_filters_by_datetime_and_bbox() {
         .collect();
     assert!(!want.is_empty() && want.len() < raw.len());
     let interval = format!("../{cut}");
-    let out = terrastream(&["stac", "search", &api.url, "--collections", &cid, "--datetime", &interval, "--limit", "2"]);
+    let out =
+        terrastream(&["stac", "search", &api.url, "--collections", &cid, "--datetime", &interval, "--limit", "2"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(ids(&out.stdout).into_iter().collect::<BTreeSet<_>>(), want);
 
@@ -72,7 +78,10 @@ fn search_filters_by_datetime_and_bbox() {
     assert!(out.status.success(), "{}", describe(&out));
     assert!(ids(&out.stdout).is_empty());
     let b = &raw[0]["bbox"];
-    let (x, y) = ((b[0].as_f64().expect("x0") + b[2].as_f64().expect("x1")) / 2.0, (b[1].as_f64().expect("y0") + b[3].as_f64().expect("y1")) / 2.0);
+    let (x, y) = (
+        (b[0].as_f64().expect("x0") + b[2].as_f64().expect("x1")) / 2.0,
+        (b[1].as_f64().expect("y0") + b[3].as_f64().expect("y1")) / 2.0,
+    );
     let bbox = format!("{},{},{},{}", x - 0.01, y - 0.01, x + 0.01, y + 0.01);
     let out = terrastream(&["stac", "search", &api.url, "--bbox", &bbox, "--limit", "4"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -80,7 +89,10 @@ fn search_filters_by_datetime_and_bbox() {
         .iter()
         .filter(|f| {
             let b = &f["bbox"];
-            b[0].as_f64() <= Some(x + 0.01) && b[2].as_f64() >= Some(x - 0.01) && b[1].as_f64() <= Some(y + 0.01) && b[3].as_f64() >= Some(y - 0.01)
+            b[0].as_f64() <= Some(x + 0.01)
+                && b[2].as_f64() >= Some(x - 0.01)
+                && b[1].as_f64() <= Some(y + 0.01)
+                && b[3].as_f64() >= Some(y - 0.01)
         })
         .map(|f| f["id"].as_str().expect("id").to_string())
         .collect();
