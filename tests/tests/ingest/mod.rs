@@ -4,6 +4,7 @@ mod catalog;
 mod cog_read;
 mod http;
 mod limits;
+mod overviews;
 mod poll;
 mod provider;
 mod stac;
