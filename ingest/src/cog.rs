@@ -37,8 +37,12 @@ pub struct CogInfo {
     /// Pixel-to-CRS transform (pixel corners); `None` when the file has none (e.g. Sentinel-1
     /// GRD in radar geometry, located by ground control points only).
     pub transform: Option<GeoTransform>,
-    /// Ground control points in the file (GRD products carry hundreds, with no transform).
+    /// Number of ground control points in the file (GRD products carry hundreds, with no
+    /// transform); equal to `gcps.len()`.
     pub gcp_count: usize,
+    /// The ground control points, in the CRS named by [`CogInfo::epsg`]; empty when the file
+    /// has an affine transform.
+    pub gcps: Vec<Gcp>,
     /// `(width, height)` of the overviews (reduced-resolution images), largest first.
     pub overviews: Vec<(usize, usize)>,
     /// EPSG code of the CRS, when the GeoKeys name one.
@@ -56,7 +60,10 @@ impl CogInfo {
     pub fn geo_transform(&self) -> Result<GeoTransform, CogError> {
         self.transform.ok_or_else(|| {
             CogError::NotGeoreferenced(if self.gcp_count > 0 {
-                format!("located by {} ground control points only; GCP geocoding is not supported", self.gcp_count)
+                format!(
+                    "located by {} ground control points only, no affine transform (warp it onto a grid with warp::warp_cog_onto)",
+                    self.gcp_count
+                )
             } else {
                 "no ModelTransformation or ModelTiepoint+ModelPixelScale".into()
             })
@@ -72,6 +79,22 @@ impl CogInfo {
             _ => 8,
         }
     }
+}
+
+/// A ground control point: a position in the image tied to a point of the CRS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gcp {
+    /// Column in pixels from the image's left edge (pixel corners: 0.5 is the first pixel's
+    /// centre, GDAL's convention).
+    pub pixel: f64,
+    /// Row in pixels from the image's top edge.
+    pub line: f64,
+    /// CRS x (longitude in degrees for EPSG:4326).
+    pub x: f64,
+    /// CRS y (latitude in degrees for EPSG:4326).
+    pub y: f64,
+    /// Height in metres (ignored by the polynomial geocoding, as GDAL ignores it).
+    pub z: f64,
 }
 
 /// A window of every band in the file's own data type: `bands x height x width` samples,
@@ -532,7 +555,7 @@ fn info(ifd: &ImageFileDirectory) -> Result<CogInfo, CogError> {
     let (width, height) = (ifd.image_width() as usize, ifd.image_height() as usize);
     let (tile_width, tile_height) = (tile_width as usize, tile_height as usize);
     check_tile_index(ifd, width, height, tile_width, tile_height)?;
-    let (transform, gcp_count) = geo_transform(ifd)?;
+    let (transform, gcps) = geo_transform(ifd)?;
     let epsg = ifd.geo_key_directory().and_then(|g| g.epsg_code()).map(u32::from);
     let nodata = ifd.gdal_nodata().and_then(|s| s.trim().trim_end_matches('\0').parse::<f64>().ok());
     Ok(CogInfo {
@@ -542,7 +565,8 @@ fn info(ifd: &ImageFileDirectory) -> Result<CogInfo, CogError> {
         tile_height,
         bands,
         transform,
-        gcp_count,
+        gcp_count: gcps.len(),
+        gcps,
         overviews: Vec::new(),
         epsg,
         nodata,
@@ -569,8 +593,8 @@ fn ifd_data_type(ifd: &ImageFileDirectory) -> Result<DataType, CogError> {
     Ok(dt)
 }
 
-/// The affine transform, if any, and the number of ground control points.
-fn geo_transform(ifd: &ImageFileDirectory) -> Result<(Option<GeoTransform>, usize), CogError> {
+/// The affine transform, if any, or else the ground control points.
+fn geo_transform(ifd: &ImageFileDirectory) -> Result<(Option<GeoTransform>, Vec<Gcp>), CogError> {
     let pixel_is_point = ifd.geo_key_directory().and_then(|g| g.raster_type) == Some(2);
     let t = if let Some(m) = ifd.model_transformation().filter(|m| m.len() >= 8) {
         GeoTransform([m[3], m[0], m[1], m[7], m[4], m[5]])
@@ -580,13 +604,23 @@ fn geo_transform(ifd: &ImageFileDirectory) -> Result<(Option<GeoTransform>, usiz
                 let (i, j, x, y) = (tp[0], tp[1], tp[3], tp[4]);
                 GeoTransform::north_up(x - i * scale[0], y + j * scale[1], scale[0], scale[1])
             }
-            (Some(tp), _) if tp.len() > 6 => return Ok((None, tp.len() / 6)),
-            _ => return Ok((None, 0)),
+            (Some(tp), _) if tp.len() > 6 => return Ok((None, gcps(tp, pixel_is_point))),
+            _ => return Ok((None, Vec::new())),
         }
     };
     if !t.is_north_up() {
         return Err(CogError::Unsupported(format!("rotated or south-up grid {:?}", t.0)));
     }
     // GDAL's convention: a PixelIsPoint tie point names the pixel centre.
-    Ok((Some(if pixel_is_point { t.offset(-0.5, -0.5) } else { t }), 0))
+    Ok((Some(if pixel_is_point { t.offset(-0.5, -0.5) } else { t }), Vec::new()))
+}
+
+/// The tie points of a ModelTiepoint tag with several `(I, J, K, X, Y, Z)` entries.
+fn gcps(tiepoints: &[f64], pixel_is_point: bool) -> Vec<Gcp> {
+    // GDAL's convention, as for the transform: a PixelIsPoint tie point names a pixel centre.
+    let shift = if pixel_is_point { 0.5 } else { 0.0 };
+    tiepoints
+        .chunks_exact(6)
+        .map(|t| Gcp { pixel: t[0] + shift, line: t[1] + shift, x: t[3], y: t[4], z: t[5] })
+        .collect()
 }

@@ -99,6 +99,60 @@ impl ToWgs84 {
     }
 }
 
+/// A point transformation between two supported CRSs (see [`proj_string`]), in each CRS's own
+/// units: degrees (longitude, latitude) for EPSG:4326, metres for projected CRSs.
+#[derive(Debug)]
+pub struct Reproject {
+    from: u32,
+    to: u32,
+    src: Proj,
+    dst: Proj,
+}
+
+impl Reproject {
+    /// A transformation from EPSG:`from` to EPSG:`to`.
+    pub fn new(from: u32, to: u32) -> Result<Self> {
+        let proj = |epsg: u32| {
+            let def = proj_string(epsg).ok_or_else(|| Error::Crs {
+                epsg,
+                reason: "unsupported CRS (supported: EPSG:4326, 3857, UTM 326xx/327xx)".into(),
+            })?;
+            Proj::from_proj_string(&def).map_err(|e| Error::Crs { epsg, reason: e.to_string() })
+        };
+        Ok(Self { from, to, src: proj(from)?, dst: proj(to)? })
+    }
+
+    /// The source EPSG code.
+    pub fn from_epsg(&self) -> u32 {
+        self.from
+    }
+
+    /// The target EPSG code.
+    pub fn to_epsg(&self) -> u32 {
+        self.to
+    }
+
+    /// Point `(x, y)` of the source CRS in the target CRS, or `None` where the projection is
+    /// undefined (far outside a UTM zone, beyond the poles).
+    pub fn apply(&self, x: f64, y: f64) -> Option<(f64, f64)> {
+        if self.from == self.to {
+            return Some((x, y));
+        }
+        // proj4rs works in radians for geographic CRSs.
+        let p = if self.src.is_latlong() { (x.to_radians(), y.to_radians()) } else { (x, y) };
+        let (u, v) = proj4rs::adaptors::transform_vertex_2d(&self.src, &self.dst, p).ok()?;
+        let q = if self.dst.is_latlong() { (u.to_degrees(), v.to_degrees()) } else { (u, v) };
+        (q.0.is_finite() && q.1.is_finite()).then_some(q)
+    }
+}
+
+/// The EPSG code of the WGS 84 UTM zone (north 326xx, south 327xx) that contains longitude/
+/// latitude `(lon, lat)` in degrees; the Norway/Svalbard exceptions are not applied.
+pub fn utm_epsg(lon: f64, lat: f64) -> u32 {
+    let zone = (((lon + 180.0) / 6.0).floor() as i64).rem_euclid(60) as u32 + 1;
+    if lat >= 0.0 { 32600 + zone } else { 32700 + zone }
+}
+
 /// A footprint polygon in longitude/latitude degrees (one closed ring, counter-clockwise).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Footprint {
@@ -169,6 +223,28 @@ mod tests {
         let (lon, lat) = p.lon_lat(199980.0, 2800020.0).expect("transform");
         assert!((lon - -11.9792448654303).abs() < 1e-9, "{lon}");
         assert!((lat - 25.2866271845146).abs() < 1e-9, "{lat}");
+    }
+
+    #[test]
+    fn reproject_utm_round_trip_and_known_point() {
+        // Same reference point as above, through the general transformation both ways.
+        let to_ll = Reproject::new(32629, 4326).expect("utm to wgs84");
+        let (lon, lat) = to_ll.apply(199980.0, 2800020.0).expect("inside zone");
+        assert!((lon - -11.9792448654303).abs() < 1e-9 && (lat - 25.2866271845146).abs() < 1e-9, "{lon} {lat}");
+        let back = Reproject::new(4326, 32629).expect("wgs84 to utm");
+        let (x, y) = back.apply(lon, lat).expect("inside zone");
+        assert!((x - 199980.0).abs() < 1e-6 && (y - 2800020.0).abs() < 1e-6, "{x} {y}");
+        // Zone to zone goes through the geographic CRS.
+        let (x30, _) = Reproject::new(32629, 32630).expect("29 to 30").apply(199980.0, 2800020.0).expect("pt");
+        assert!(x30 < 0.0, "a point far west of zone 30's meridian has negative easting: {x30}");
+    }
+
+    #[test]
+    fn utm_zone_of_a_point() {
+        assert_eq!(utm_epsg(-0.76, 38.1), 32630);
+        assert_eq!(utm_epsg(77.0, 10.5), 32643);
+        assert_eq!(utm_epsg(-70.0, -33.0), 32719);
+        assert_eq!(utm_epsg(180.0, 0.0), 32601);
     }
 
     #[test]

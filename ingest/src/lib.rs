@@ -14,6 +14,8 @@
 //! - [`geo`]: affine transforms, CRS handling and footprints (WKB, EPSG:4326).
 //! - [`grid`]: chip grids (size, stride, edge policy).
 //! - [`resample`]: nearest, bilinear and average resampling between grids.
+//! - [`warp`]: warping onto a grid in another CRS, by reprojection or GCP geocoding (S1 onto S2).
+//! - [`sar`]: Sentinel-1 radiometry (DN, linear power, dB) and band tables.
 //! - [`scene`]: the scene source: one item into a stream of chip batches.
 //! - [`stac_api`]: STAC API item search with paging, retries and backoff.
 //! - [`catalog`]: static STAC catalogs (local or remote), walked for their items.
@@ -38,11 +40,13 @@ pub mod limit;
 pub mod poll;
 pub mod provider;
 pub mod resample;
+pub mod sar;
 pub mod scene;
 pub mod schema;
 pub mod stac_api;
 pub mod store;
 pub mod stream;
+pub mod warp;
 
 pub use error::{CogError, Error, Result};
 pub use ledger::{ChipLedger, LedgerSnapshot};

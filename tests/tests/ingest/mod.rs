@@ -2,6 +2,7 @@
 
 mod catalog;
 mod cog_read;
+mod coregister;
 mod http;
 mod limits;
 mod overviews;
