@@ -35,16 +35,14 @@ pub struct ChipGrid {
 }
 
 impl ChipGrid {
-    /// A grid, validated: `chip` > 0, 0 < `stride` <= `chip`.
+    /// A grid, validated: `chip` > 0, `stride` > 0. A stride above the chip size leaves gaps
+    /// between chips: a sparse sample of the scene (quick looks, training sets).
     pub fn new(width: usize, height: usize, chip: usize, stride: usize, edge: EdgePolicy) -> Result<Self> {
         if chip == 0 {
             return Err(Error::Option { key: "grid.chip_size".into(), reason: "must be > 0".into() });
         }
-        if stride == 0 || stride > chip {
-            return Err(Error::Option {
-                key: "grid.stride".into(),
-                reason: format!("must be in 1..={chip} (the chip size), got {stride}"),
-            });
+        if stride == 0 {
+            return Err(Error::Option { key: "grid.stride".into(), reason: "must be > 0".into() });
         }
         Ok(Self { width, height, chip, stride, edge })
     }
@@ -80,7 +78,10 @@ fn offsets(size: usize, chip: usize, stride: usize, edge: EdgePolicy) -> Vec<usi
             // A scene smaller than one chip can only be padded.
             EdgePolicy::Snap | EdgePolicy::Pad => {
                 let next = out.last().map_or(0, |&o| o + stride);
-                out.push(next);
+                // With gaps (stride > chip) the next chip may start past the scene.
+                if next < size {
+                    out.push(next);
+                }
             }
         }
     }
@@ -90,6 +91,15 @@ fn offsets(size: usize, chip: usize, stride: usize, edge: EdgePolicy) -> Vec<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_grids_leave_gaps() {
+        assert_eq!(offsets(1098, 224, 448, EdgePolicy::Snap), vec![0, 448, 874]);
+        assert_eq!(offsets(1098, 224, 448, EdgePolicy::Drop), vec![0, 448]);
+        assert_eq!(offsets(1000, 224, 448, EdgePolicy::Pad), vec![0, 448, 896]);
+        assert_eq!(offsets(700, 224, 448, EdgePolicy::Pad), vec![0, 448]);
+        assert!(ChipGrid::new(10, 10, 4, 0, EdgePolicy::Snap).is_err());
+    }
 
     #[test]
     fn snap_covers_the_edge_without_padding() {
@@ -114,6 +124,5 @@ mod tests {
         let g = ChipGrid::new(448, 448, 224, 112, EdgePolicy::Snap).expect("grid");
         assert_eq!(g.col_offsets(), vec![0, 112, 224]);
         assert!(ChipGrid::new(10, 10, 224, 0, EdgePolicy::Snap).is_err());
-        assert!(ChipGrid::new(10, 10, 224, 300, EdgePolicy::Snap).is_err());
     }
 }

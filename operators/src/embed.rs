@@ -95,6 +95,8 @@ type Task = Box<dyn FnOnce(&TerraMind) + Send>;
 #[derive(Debug)]
 pub(crate) struct ModelThread {
     tx: SyncSender<Task>,
+    /// Nanoseconds the thread has spent running tasks: with wall time, the device's busy fraction.
+    busy_ns: Arc<std::sync::atomic::AtomicU64>,
     _thread: JoinHandle<()>,
 }
 
@@ -107,6 +109,8 @@ impl ModelThread {
     {
         let (tx, rx) = sync_channel::<Task>(IN_FLIGHT);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let busy_ns = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let busy = Arc::clone(&busy_ns);
         let thread = std::thread::Builder::new()
             .name("terrastream-model".into())
             .spawn(move || {
@@ -121,12 +125,20 @@ impl ModelThread {
                     }
                 };
                 while let Ok(task) = rx.recv() {
+                    let started = std::time::Instant::now();
                     task(&model);
+                    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    busy.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
                 }
             })
             .map_err(|e| Error::Worker(e.to_string()))?;
         ready_rx.recv().map_err(|e| Error::Worker(e.to_string()))??;
-        Ok(Self { tx, _thread: thread })
+        Ok(Self { tx, busy_ns, _thread: thread })
+    }
+
+    /// Time the model thread has spent running tasks so far.
+    pub(crate) fn busy(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.busy_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Runs `f` on the model thread and awaits its answer. Waiting for a free slot in the
@@ -231,6 +243,12 @@ impl Embed {
     /// Embedding size.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Time the model has spent in forward passes so far (all clones of this operator): over
+    /// wall time, the device's busy fraction.
+    pub fn busy(&self) -> std::time::Duration {
+        self.worker.busy()
     }
 
     /// The output schema: the input's plus [`EMBEDDING`].

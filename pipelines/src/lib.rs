@@ -13,6 +13,7 @@
 
 pub mod cog;
 pub mod map;
+pub mod map_cmd;
 pub mod model_cmd;
 pub mod npy;
 pub mod stac_cmd;

@@ -22,13 +22,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a mapping job: scenes of a config into GeoParquet embeddings.
+    /// Run a mapping job: the scenes of a config into GeoParquet embeddings, resumably
+    /// (`terrastream map run.toml`), or show its plan (`terrastream map plan run.toml`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Map {
-        /// The run config (TOML).
-        config: PathBuf,
-        /// Output directory, overriding `output.dir`.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<MapAction>,
+        #[command(flatten)]
+        run: MapArgs,
     },
     /// Inspect (Cloud-Optimized) GeoTIFFs.
     #[command(subcommand)]
@@ -39,6 +40,30 @@ enum Command {
     /// Query STAC APIs.
     #[command(subcommand)]
     Stac(StacCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MapAction {
+    /// The work units (grid tile x period) with their scenes, chip estimates, shard and
+    /// manifest state.
+    Plan(MapArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct MapArgs {
+    /// The run config (TOML).
+    #[arg(required = true)]
+    config: Option<PathBuf>,
+    /// Output location (directory, file:// or s3://bucket/prefix), overriding `output.dir`.
+    #[arg(long)]
+    out: Option<String>,
+    /// This process's shard I/N (0-based). Without it: SLURM_ARRAY_TASK_ID/COUNT or
+    /// JOB_COMPLETION_INDEX from the environment, else the whole run.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Print the summary (or plan) as JSON on stdout, without progress bars.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,17 +131,27 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Map { config, out } => {
-            let mut cfg = MapConfig::from_path(&config)?;
-            if let Some(out) = out {
-                cfg.output.dir = out;
+        Command::Map { action: Some(MapAction::Plan(args)), .. } => {
+            let (cfg, path, shard) = map_setup(&args)?;
+            let mut out = std::io::stdout().lock();
+            terrastream::map_cmd::print_plan(&cfg, shard.0, args.json, &mut out)
+                .await
+                .with_context(|| format!("map plan {}", path.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Map { action: None, run: args } => {
+            let (cfg, path, (shard, source)) = map_setup(&args)?;
+            let options = map::RunOptions { shard, shard_source: Some(source), quiet: args.json };
+            let summary = map::run(&cfg, options).await.with_context(|| format!("map {}", path.display()))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{summary}");
             }
-            let summary = map::run(&cfg).await.with_context(|| format!("map {}", config.display()))?;
-            println!("{summary}");
-            for failure in &summary.chips.failed {
+            for failure in &summary.failures {
                 eprintln!("error: {failure}");
             }
-            Ok(if summary.chips.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Model(ModelCommand::Embed(args)) => {
             let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;
@@ -147,6 +182,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The config (with `--out` applied), its path and the shard of a `map` command.
+fn map_setup(args: &MapArgs) -> anyhow::Result<(MapConfig, PathBuf, (map::shard::Shard, map::shard::ShardSource))> {
+    let path = args.config.clone().context("map: give the run config (TOML)")?;
+    let mut cfg = MapConfig::from_path(&path)?;
+    if let Some(out) = &args.out {
+        map::output::OutputLocation::parse(out).context("--out")?;
+        cfg.output.dir = out.clone();
+    }
+    let shard = map::shard::Shard::resolve(args.shard.as_deref(), |k| std::env::var(k).ok(), cfg.run.shards)?;
+    Ok((cfg, path, shard))
 }
 
 /// An error and its causes on one line, with DataFusion's `External error:` wrapper removed.

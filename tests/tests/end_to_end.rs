@@ -5,5 +5,6 @@
 mod common;
 mod demo;
 mod ingest;
+mod map;
 mod model;
 mod sinks;

@@ -2,10 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+
 use serde::Deserialize;
 use terrastream_ingest::grid::EdgePolicy;
 use terrastream_ingest::item::HrefRewrite;
 use terrastream_ingest::store::normalize;
+use terrastream_sinks::geoparquet::{EmbeddingEncoding, GeometryEncoding, Partitioning};
 
 /// A mapping run.
 #[derive(Debug, Clone, Deserialize)]
@@ -13,6 +16,9 @@ use terrastream_ingest::store::normalize;
 pub struct MapConfig {
     /// Where scenes come from.
     pub source: SourceConfig,
+    /// How the run is cut into work units and how many run at once.
+    #[serde(default)]
+    pub run: RunConfig,
     /// How scenes are cut into chips.
     #[serde(default)]
     pub grid: GridConfig,
@@ -26,12 +32,32 @@ pub struct MapConfig {
     pub output: OutputConfig,
 }
 
-/// Scenes to read.
+/// Scenes to read: STAC item files, or a STAC API search. The AOI, date and tile filters apply
+/// to both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// STAC item files (JSON).
+    /// STAC item files (JSON). Either this or `stac`.
+    #[serde(default)]
     pub items: Vec<PathBuf>,
+    /// A STAC API root to search, e.g. `https://earth-search.aws.element84.com/v1`.
+    pub stac: Option<String>,
+    /// Collections to search (with `stac`), e.g. `["sentinel-2-l2a"]`.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Area of interest as `[west, south, east, north]` in degrees (EPSG:4326).
+    pub bbox: Option<[f64; 4]>,
+    /// Area of interest as a GeoJSON file (geometry, Feature or FeatureCollection; EPSG:4326).
+    pub aoi: Option<PathBuf>,
+    /// Keep only scenes of these grid tiles (`grid:code`, e.g. `MGRS-29RKH`).
+    #[serde(default)]
+    pub tiles: Vec<String>,
+    /// Acquisition time range: an RFC 3339 interval `start/end` (`..` = open), or one date.
+    pub datetime: Option<String>,
+    /// Largest `eo:cloud_cover` of a scene, in percent.
+    pub max_cloud_cover: Option<f64>,
+    /// Page size of STAC API searches.
+    pub page_size: Option<u64>,
     /// Modality to read: `S2L2A`.
     #[serde(default = "default_modality")]
     pub modality: String,
@@ -42,6 +68,53 @@ pub struct SourceConfig {
     /// to the config file.
     #[serde(default)]
     pub rewrite: Vec<HrefRewrite>,
+}
+
+/// Work units, scene selection and concurrency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The time step of work units: `day`, `week` (ISO), `month`, `year` or `all`. A work unit
+    /// is one grid tile in one period.
+    #[serde(default)]
+    pub period: Period,
+    /// Which scenes of a unit are mapped: `all`, or `least_cloudy` (one per unit).
+    #[serde(default)]
+    pub selection: Selection,
+    /// Work units in flight at once: while one waits on reads another keeps the model busy.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Shard count for Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` gives only the index);
+    /// `TERRASTREAM_SHARD_COUNT` overrides it.
+    pub shards: Option<usize>,
+}
+
+/// The time step of work units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// One UTC calendar day.
+    Day,
+    /// One ISO week.
+    Week,
+    /// One calendar month.
+    #[default]
+    Month,
+    /// One calendar year.
+    Year,
+    /// The whole date range: one unit per tile.
+    All,
+}
+
+/// Which scenes of a work unit are mapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every scene.
+    #[default]
+    All,
+    /// The scene with the lowest `eo:cloud_cover` (ties: the later, then the smaller id).
+    LeastCloudy,
 }
 
 /// The chip grid.
@@ -95,11 +168,25 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Output directory.
-    pub dir: PathBuf,
+    /// Output location: a directory, a `file://` URL or an object store URL (`s3://bucket/prefix`).
+    /// Embeddings, the run manifest and the failure log all go here.
+    pub dir: String,
     /// Rows per Parquet row group.
     #[serde(default = "default_row_group")]
     pub row_group_rows: usize,
+    /// Zstd level of the Parquet files (1..=22).
+    #[serde(default = "default_zstd")]
+    pub zstd_level: i32,
+    /// Embedding storage: `float32`, `float16`, or `int8` (with a per-row scale column).
+    #[serde(default)]
+    pub embedding_encoding: EmbeddingEncoding,
+    /// Footprint storage: `wkb` or `geoarrow` (GeoArrow polygons).
+    #[serde(default)]
+    pub geometry_encoding: GeometryEncoding,
+    /// File layout: `none` (`embeddings/<unit>.parquet`) or `grid_date` (hive-style
+    /// `embeddings/grid_id=<tile>/date=<YYYY-MM-DD>/<unit>.parquet`).
+    #[serde(default)]
+    pub partitioning: Partitioning,
 }
 
 fn default_modality() -> String {
@@ -129,22 +216,52 @@ fn default_device() -> String {
 const fn default_row_group() -> usize {
     8192
 }
+const fn default_zstd() -> i32 {
+    3
+}
+const fn default_concurrency() -> usize {
+    2
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            period: Period::default(),
+            selection: Selection::default(),
+            concurrency: default_concurrency(),
+            shards: None,
+        }
+    }
+}
 
 impl Default for GridConfig {
     fn default() -> Self {
-        Self { chip_size: default_chip(), stride: None, edge: EdgePolicy::default() }
+        Self {
+            chip_size: default_chip(),
+            stride: None,
+            edge: EdgePolicy::default(),
+        }
     }
 }
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self { min_valid_fraction: default_min_valid(), max_cloud_fraction: one() }
+        Self {
+            min_valid_fraction: default_min_valid(),
+            max_cloud_fraction: one(),
+        }
     }
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { variant: default_variant(), checkpoint: None, seed: 0, batch_size: default_batch(), device: default_device() }
+        Self {
+            variant: default_variant(),
+            checkpoint: None,
+            seed: 0,
+            batch_size: default_batch(),
+            device: default_device(),
+        }
     }
 }
 
@@ -154,10 +271,77 @@ impl MapConfig {
         use anyhow::Context;
         let text = std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
         let mut cfg: Self = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let base = std::path::absolute(base).with_context(|| format!("config {}", path.display()))?;
         cfg.resolve(&base);
+        cfg.validate().with_context(|| format!("config {}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Checks values serde cannot; errors name the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let s = &self.source;
+        match (s.items.is_empty(), &s.stac) {
+            (true, None) => bail!("source: give `items` (STAC item files) or `stac` (a STAC API URL)"),
+            (false, Some(_)) => bail!("source: `items` and `stac` exclude each other"),
+            _ => {}
+        }
+        if s.bbox.is_some() && s.aoi.is_some() {
+            bail!("source: `bbox` and `aoi` exclude each other");
+        }
+        if let Some([w, south, e, n]) = s.bbox {
+            let ok = (-180.0..=180.0).contains(&w)
+                && (-180.0..=180.0).contains(&e)
+                && (-90.0..=90.0).contains(&south)
+                && (-90.0..=90.0).contains(&n)
+                && south <= n;
+            if !ok {
+                bail!(
+                    "source.bbox: expected [west, south, east, north] in degrees, got {:?}",
+                    [w, south, e, n]
+                );
+            }
+        }
+        if let Some(dt) = &s.datetime {
+            crate::map::plan::DateRange::parse(dt).context("source.datetime")?;
+        }
+        if s.max_cloud_cover.is_some_and(|c| !(0.0..=100.0).contains(&c)) {
+            bail!(
+                "source.max_cloud_cover: a percentage 0..=100, got {:?}",
+                s.max_cloud_cover
+            );
+        }
+        if self.run.concurrency == 0 {
+            bail!("run.concurrency: must be at least 1");
+        }
+        if self.run.shards == Some(0) {
+            bail!("run.shards: must be at least 1");
+        }
+        if self.grid.chip_size == 0 || !self.grid.chip_size.is_multiple_of(16) {
+            bail!(
+                "grid.chip_size: TerraMind needs a positive multiple of 16, got {}",
+                self.grid.chip_size
+            );
+        }
+        let chip = self.grid.chip_size;
+        terrastream_ingest::grid::ChipGrid::new(chip, chip, chip, self.grid.stride.unwrap_or(chip), self.grid.edge)?;
+        for (key, v) in [
+            ("filter.min_valid_fraction", self.filter.min_valid_fraction),
+            ("filter.max_cloud_fraction", self.filter.max_cloud_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{key}: a fraction 0..=1, got {v}");
+            }
+        }
+        if self.model.batch_size == 0 {
+            bail!("model.batch_size: must be at least 1");
+        }
+        crate::map::output::OutputLocation::parse(&self.output.dir).context("output.dir")?;
+        Ok(())
     }
 
     fn resolve(&mut self, base: &Path) {
@@ -171,8 +355,11 @@ impl MapConfig {
                 r.replace = format!("{}{sep}", dir.display());
             }
         }
+        self.source.aoi = self.source.aoi.as_ref().map(abs);
         self.model.checkpoint = self.model.checkpoint.as_ref().map(abs);
-        self.output.dir = abs(&self.output.dir);
+        if !self.output.dir.contains("://") {
+            self.output.dir = abs(&PathBuf::from(&self.output.dir)).display().to_string();
+        }
     }
 }
 
@@ -182,8 +369,62 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = toml::from_str::<MapConfig>("[source]\nitems=[]\nbands=3\n[output]\ndir='x'\n").expect_err("unknown key");
+        let err =
+            toml::from_str::<MapConfig>("[source]\nitems=[]\nbands=3\n[output]\ndir='x'\n").expect_err("unknown key");
         assert!(err.to_string().contains("bands"), "{err}");
+        let err = toml::from_str::<MapConfig>("[source]\nitems=[]\n[run]\nperiod='fortnight'\n[output]\ndir='x'\n")
+            .expect_err("bad period");
+        assert!(
+            err.to_string().contains("period") && err.to_string().contains("fortnight"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let base = "[source]\nitems=['a.json']\n[output]\ndir='out'\n";
+        let cases = [
+            ("[source]\n[output]\ndir='out'\n", "source: give"),
+            (
+                "[source]\nitems=['a.json']\nstac='http://x'\n[output]\ndir='out'\n",
+                "exclude",
+            ),
+            (
+                "[source]\nitems=['a.json']\nbbox=[10,50,11,40]\n[output]\ndir='out'\n",
+                "source.bbox",
+            ),
+            (
+                "[source]\nitems=['a.json']\ndatetime='2020-13-01'\n[output]\ndir='out'\n",
+                "source.datetime",
+            ),
+            (
+                "[source]\nitems=['a.json']\nmax_cloud_cover=150\n[output]\ndir='out'\n",
+                "source.max_cloud_cover",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[run]\nconcurrency=0\n[output]\ndir='out'\n",
+                "run.concurrency",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[grid]\nchip_size=100\n[output]\ndir='out'\n",
+                "grid.chip_size",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[filter]\nmin_valid_fraction=2\n[output]\ndir='out'\n",
+                "filter.min_valid_fraction",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[output]\ndir='http://host/out'\n",
+                "output.dir",
+            ),
+        ];
+        let ok: MapConfig = toml::from_str(base).expect("base config");
+        ok.validate().expect("base config is valid");
+        for (text, key) in cases {
+            let cfg: MapConfig = toml::from_str(text).expect(text);
+            let err = format!("{:#}", cfg.validate().expect_err(text));
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -195,7 +436,7 @@ mod tests {
         cfg.resolve(Path::new("/etc/ts"));
         assert_eq!(cfg.source.items[0], PathBuf::from("/etc/ts/a.json"));
         assert_eq!(cfg.source.rewrite[0].replace, "/etc/ts/data/");
-        assert_eq!(cfg.output.dir, PathBuf::from("/etc/ts/out"));
+        assert_eq!(cfg.output.dir, "/etc/ts/out");
         assert_eq!(cfg.grid.chip_size, 224);
     }
 }

@@ -1,65 +1,428 @@
-//! Running a mapping config.
+//! Running a mapping config: plan, take this shard's units, skip the finished ones, and map the
+//! rest with a bounded number of units in flight.
+//!
+//! Each unit is its own stream (source → quality filter → normalize → embed → GeoParquet); the
+//! model is loaded once and shared, so while one unit waits on reads another keeps it busy.
+//! Queues between stages are bounded (chip-row prefetch, the model's in-flight tasks), so
+//! memory depends on `run.concurrency`, not on the number of scenes or units.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use terrastream_ingest::bands;
-use terrastream_ingest::item::SceneItem;
+use anyhow::{Context, Result};
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
 use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneOptions, SceneSource};
 use terrastream_operators::{BandStats, DeviceChoice, Embed, EmbedConfig, Normalize, Operator, QualityFilter};
 use terrastream_sinks::GeoParquetConfig;
+use tracing::{info, warn};
 
 use super::MapConfig;
-use crate::telemetry::Progress;
+use super::manifest::{ChipCounts, Manifest, UnitRecord, UnitState, stale_files};
+use super::output::{OutputLocation, OutputStore};
+use super::plan::{WorkUnit, plan};
+use super::shard::{Shard, ShardSource};
+use crate::telemetry::{Metrics, RunProgress, peak_rss_bytes};
+
+/// How to run a config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// This process's shard.
+    pub shard: Shard,
+    /// Where the shard came from (for the log).
+    pub shard_source: Option<ShardSource>,
+    /// No progress bars (machine-readable output).
+    pub quiet: bool,
+}
+
+/// What happened to one unit in this invocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitOutcome {
+    /// Unit id.
+    pub unit: String,
+    /// `done`, `failed`, or `skipped` (finished before).
+    pub state: String,
+    /// Chips written.
+    pub chips_written: u64,
+    /// Failures, each naming its input.
+    pub failures: Vec<String>,
+}
 
 /// What a run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MapSummary {
-    /// Scenes given.
+    /// This process's shard (`I/N`).
+    pub shard: String,
+    /// Work units in the whole plan.
+    pub units_planned: usize,
+    /// Units of this shard.
+    pub units_mine: usize,
+    /// Units of this shard already done before (unchanged): not mapped again.
+    pub units_skipped: usize,
+    /// Units mapped now.
+    pub units_done: usize,
+    /// Units that failed now.
+    pub units_failed: usize,
+    /// Scenes found, before per-unit selection.
+    pub scenes_found: usize,
+    /// Scenes mapped now.
     pub scenes: usize,
-    /// Chip counts.
+    /// Chip counts of this invocation.
+    #[serde(skip)]
     pub chips: LedgerSnapshot,
-    /// Files written.
-    pub files: Vec<PathBuf>,
-    /// Wall time.
-    pub elapsed: Duration,
+    /// Chips written now.
+    pub chips_written: u64,
+    /// Chips read now.
+    pub chips_read: u64,
+    /// Chips skipped now, by reason.
+    pub chips_skipped: BTreeMap<String, u64>,
+    /// Everything that failed (items, scenes, units), each naming its input.
+    pub failures: Vec<String>,
+    /// Per-unit outcomes of this shard.
+    pub units: Vec<UnitOutcome>,
+    /// Files written now, relative to the output.
+    pub files: Vec<String>,
+    /// The output location.
+    pub output: String,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Chips written per second of wall time.
+    pub chips_per_second: f64,
+    /// Fraction of the wall time (after loading) the model spent in forward passes.
+    pub device_busy: f64,
+    /// Peak resident memory of the process in MiB (Linux).
+    pub peak_rss_mib: Option<f64>,
     /// The model that made the embeddings.
     pub model: String,
+}
+
+impl MapSummary {
+    /// True when nothing failed.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.units_failed == 0
+    }
 }
 
 impl std::fmt::Display for MapSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.chips;
         writeln!(f, "model:  {}", self.model)?;
-        writeln!(f, "scenes: {} given, {} failed", self.scenes, c.failed.len())?;
-        write!(f, "chips:  {} read, {} written, {} skipped", c.read, c.written, c.skipped_total())?;
+        writeln!(
+            f,
+            "units:  {} planned, {} in shard {}: {} done now, {} done before, {} failed",
+            self.units_planned, self.units_mine, self.shard, self.units_done, self.units_skipped, self.units_failed
+        )?;
+        writeln!(f, "scenes: {} found, {} mapped now", self.scenes_found, self.scenes)?;
+        write!(
+            f,
+            "chips:  {} read, {} written, {} skipped",
+            c.read,
+            c.written,
+            c.skipped_total()
+        )?;
         if !c.skipped.is_empty() {
             let why: Vec<String> = c.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
             write!(f, " ({})", why.join(", "))?;
         }
         writeln!(f)?;
         for file in &self.files {
-            writeln!(f, "output: {}", file.display())?;
+            writeln!(f, "output: {}/{file}", self.output)?;
         }
-        write!(f, "time:   {:.1} s", self.elapsed.as_secs_f64())
+        for u in self.units.iter().filter(|u| u.state == "failed") {
+            writeln!(f, "failed: unit {}: {}", u.unit, u.failures.join("; "))?;
+        }
+        write!(
+            f,
+            "time:   {:.1} s, {:.1} chips/s, model busy {:.0} %",
+            self.seconds,
+            self.chips_per_second,
+            self.device_busy * 100.0
+        )?;
+        if let Some(rss) = self.peak_rss_mib {
+            write!(f, ", peak memory {rss:.0} MiB")?;
+        }
+        Ok(())
     }
 }
 
-/// Runs `cfg`. Scenes that fail are in the summary's `chips.failed`; the caller decides the
-/// exit code.
-pub async fn run(cfg: &MapConfig) -> Result<MapSummary> {
+/// The pieces every unit shares.
+struct Stages {
+    cfg: MapConfig,
+    modality: ModalityBands,
+    normalize: Normalize,
+    embed: Embed,
+    out: OutputStore,
+    manifest: Manifest,
+    settings: String,
+    shard: Shard,
+    run_ledger: Arc<ChipLedger>,
+}
+
+/// The settings a unit's output depends on (not batch size, device or concurrency).
+fn settings(cfg: &MapConfig) -> String {
+    serde_json::json!({
+        "modality": cfg.source.modality,
+        "cloud_mask": cfg.source.cloud_mask,
+        "chip_size": cfg.grid.chip_size,
+        "stride": cfg.grid.stride.unwrap_or(cfg.grid.chip_size),
+        "edge": format!("{:?}", cfg.grid.edge),
+        "min_valid_fraction": cfg.filter.min_valid_fraction,
+        "max_cloud_fraction": cfg.filter.max_cloud_fraction,
+        "variant": cfg.model.variant,
+        "checkpoint": cfg.model.checkpoint,
+        "seed": cfg.model.seed,
+        "selection": cfg.run.selection,
+        "embedding_encoding": format!("{:?}", cfg.output.embedding_encoding),
+        "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
+        "partitioning": format!("{:?}", cfg.output.partitioning),
+        "period": cfg.run.period,
+    })
+    .to_string()
+}
+
+/// The modality the config reads.
+pub fn modality(cfg: &MapConfig) -> Result<ModalityBands> {
+    bands::modality(&cfg.source.modality).with_context(|| {
+        format!(
+            "source.modality: unknown modality {:?} (known: S2L2A)",
+            cfg.source.modality
+        )
+    })
+}
+
+/// Runs `cfg` for one shard. Failed items, scenes and units are in the summary; the caller
+/// decides the exit code from [`MapSummary::ok`].
+pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
     let started = Instant::now();
-    let ledger = Arc::new(ChipLedger::default());
-    let modality = bands::modality(&cfg.source.modality)
-        .with_context(|| format!("source.modality: unknown modality {:?} (known: S2L2A)", cfg.source.modality))?;
-    if cfg.grid.chip_size % 16 != 0 {
-        bail!("grid.chip_size: TerraMind needs a multiple of 16, got {}", cfg.grid.chip_size);
+    let modality = modality(cfg)?;
+    let location = OutputLocation::parse(&cfg.output.dir).context("output.dir")?;
+    let out = location.open()?;
+    let manifest = Manifest::new(out.clone());
+    let shard = options.shard;
+    if let Some(source) = options.shard_source {
+        info!(%shard, ?source, "shard");
     }
+
+    let plan = plan(cfg, &modality).await?;
+    let records = manifest.units().await?;
+    let settings = settings(cfg);
+    let mine: Vec<&WorkUnit> = plan.units.iter().filter(|u| shard.owns(&u.id)).collect();
+    let (mut todo, mut skipped) = (Vec::new(), 0);
+    for unit in &mine {
+        match records.get(&unit.id) {
+            Some(r) if r.state == UnitState::Done && r.fingerprint == unit.fingerprint(&settings) => skipped += 1,
+            previous => todo.push(((*unit).clone(), previous.cloned())),
+        }
+    }
+    info!(
+        units = plan.units.len(),
+        mine = mine.len(),
+        done_before = skipped,
+        to_map = todo.len(),
+        scenes = plan.scenes_found,
+        "plan"
+    );
+    for r in &plan.rejected {
+        warn!("item rejected: {r}");
+    }
+
+    let model = match &cfg.model.checkpoint {
+        Some(p) => format!("TerraMind {} from {}", cfg.model.variant, p.display()),
+        None => format!(
+            "TerraMind {} with RANDOM weights (seed {}): for testing only",
+            cfg.model.variant, cfg.model.seed
+        ),
+    };
+    let run_ledger = Arc::new(ChipLedger::default());
+    let mut outcomes = Vec::new();
+    let mut files = Vec::new();
+    let mut device_busy = 0.0;
+    let scenes: usize = todo.iter().map(|(u, _)| u.scenes.len()).sum();
+    if !todo.is_empty() {
+        // Build every shared stage before reading anything: a bad checkpoint fails here.
+        let stats = BandStats::terramind_v1(modality.name)
+            .with_context(|| format!("no TerraMind statistics for {}", modality.name))?;
+        let normalize = Normalize::new(modality.name, stats)?;
+        let embed_cfg = EmbedConfig {
+            variant: cfg.model.variant.clone(),
+            checkpoint: cfg.model.checkpoint.clone(),
+            seed: cfg.model.seed,
+            batch_size: cfg.model.batch_size,
+            device: DeviceChoice::parse(&cfg.model.device)?,
+            columns: vec![modality.name.to_string()],
+        };
+        let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
+        let stages = Arc::new(Stages {
+            cfg: cfg.clone(),
+            modality,
+            normalize,
+            embed,
+            out: out.clone(),
+            manifest: manifest.clone(),
+            settings,
+            shard,
+            run_ledger: Arc::clone(&run_ledger),
+        });
+        let model_ready = Instant::now();
+        let total_units = todo.len() as u64;
+        let progress = RunProgress::start(Arc::clone(&run_ledger), todo.len() as u64, options.quiet);
+        let metrics = Metrics::start(
+            Arc::clone(&run_ledger),
+            stages.embed.clone(),
+            progress.units_done(),
+            total_units,
+        );
+        let concurrency = cfg.run.concurrency;
+        let mut units = futures::stream::iter(todo.into_iter().map(|(unit, previous)| {
+            let stages = Arc::clone(&stages);
+            async move { map_unit(&stages, unit, previous).await }
+        }))
+        .buffer_unordered(concurrency);
+        while let Some(outcome) = units.next().await {
+            progress.unit_finished(&outcome.0);
+            files.extend(outcome.1);
+            outcomes.push(outcome.0);
+        }
+        metrics.stop();
+        progress.finish();
+        let wall = model_ready.elapsed().as_secs_f64();
+        if wall > 0.0 {
+            device_busy = (stages.embed.busy().as_secs_f64() / wall).min(1.0);
+        }
+    }
+    outcomes.sort_by(|a, b| a.unit.cmp(&b.unit));
+    files.sort();
+
+    let chips = run_ledger.snapshot();
+    let mut failures = plan.rejected.clone();
+    for o in &outcomes {
+        failures.extend(o.failures.iter().map(|f| format!("unit {}: {f}", o.unit)));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = MapSummary {
+        shard: shard.to_string(),
+        units_planned: plan.units.len(),
+        units_mine: mine.len(),
+        units_skipped: skipped,
+        units_done: outcomes.iter().filter(|o| o.state == "done").count(),
+        units_failed: outcomes.iter().filter(|o| o.state == "failed").count(),
+        scenes_found: plan.scenes_found,
+        scenes,
+        chips_written: chips.written,
+        chips_read: chips.read,
+        chips_skipped: chips.skipped.clone(),
+        chips,
+        failures,
+        units: outcomes,
+        files,
+        output: location.to_string(),
+        seconds,
+        chips_per_second: if seconds > 0.0 {
+            run_ledger.snapshot().written as f64 / seconds
+        } else {
+            0.0
+        },
+        device_busy,
+        peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+        model,
+    };
+    let name = format!(
+        "{}-shard{}of{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        shard.index,
+        shard.count,
+        std::process::id()
+    );
+    manifest.put_run(&name, &serde_json::to_value(&summary)?).await?;
+    Ok(summary)
+}
+
+/// Maps one unit and records it in the manifest. Errors become the unit's failures: one unit
+/// never stops the others.
+async fn map_unit(stages: &Stages, unit: WorkUnit, previous: Option<UnitRecord>) -> (UnitOutcome, Vec<String>) {
+    let fingerprint = unit.fingerprint(&stages.settings);
+    let previous_files = previous.as_ref().map(|p| p.files.clone()).unwrap_or_default();
+    let mut record = UnitRecord {
+        unit: unit.id.clone(),
+        state: UnitState::Running,
+        fingerprint,
+        scenes: unit.scenes.iter().map(|s| s.item.id().to_string()).collect(),
+        shard: stages.shard.to_string(),
+        attempt: previous.as_ref().map_or(1, |p| p.attempt + 1),
+        started: Utc::now(),
+        finished: None,
+        chips: ChipCounts::default(),
+        files: previous_files.clone(),
+        failures: vec![],
+    };
+    let ledger = Arc::new(ChipLedger::child(Arc::clone(&stages.run_ledger)));
+    let result = async {
+        stages.manifest.put(&record).await?;
+        info!(unit = %unit.id, scenes = unit.scenes.len(), attempt = record.attempt, "unit started");
+        let files = map_scenes(stages, &unit, Arc::clone(&ledger)).await?;
+        let files = stages.out.publish(&files).await?;
+        stages.out.remove(&stale_files(&previous_files, &files)).await?;
+        anyhow::Ok(files)
+    }
+    .await;
+    let snapshot = ledger.snapshot();
+    record.failures = snapshot.failed.clone();
+    let files = match result {
+        Ok(files) => files,
+        Err(e) => {
+            record.failures.push(format!("{e:#}"));
+            vec![]
+        }
+    };
+    record.state = if record.failures.is_empty() {
+        UnitState::Done
+    } else {
+        UnitState::Failed
+    };
+    record.files = if record.state == UnitState::Done {
+        files.clone()
+    } else {
+        // A failed attempt lists every file that may exist, the earlier attempt's too: the
+        // next attempt deletes what it does not write again.
+        let mut all = files.clone();
+        all.extend(previous_files);
+        all.sort();
+        all.dedup();
+        all
+    };
+    record.chips = ChipCounts {
+        planned: snapshot.planned,
+        read: snapshot.read,
+        written: snapshot.written,
+        skipped: snapshot.skipped,
+    };
+    record.finished = Some(Utc::now());
+    if let Err(e) = stages.manifest.put(&record).await {
+        record.failures.push(format!("{e:#}"));
+        record.state = UnitState::Failed;
+    }
+    match record.state {
+        UnitState::Done => info!(unit = %unit.id, chips = record.chips.written, "unit done"),
+        _ => warn!(unit = %unit.id, failures = ?record.failures, "unit failed"),
+    }
+    let outcome = UnitOutcome {
+        unit: unit.id,
+        state: record.state.to_string(),
+        chips_written: record.chips.written,
+        failures: record.failures,
+    };
+    (outcome, files)
+}
+
+/// The unit's scenes through the stages into GeoParquet; returns the committed files.
+async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -> Result<Vec<std::path::PathBuf>> {
+    let cfg = &stages.cfg;
     let options = SceneOptions {
-        modality,
+        modality: stages.modality,
         chip_size: cfg.grid.chip_size,
         stride: cfg.grid.stride.unwrap_or(cfg.grid.chip_size),
         edge: cfg.grid.edge,
@@ -67,46 +430,29 @@ pub async fn run(cfg: &MapConfig) -> Result<MapSummary> {
         cloud_mask: cfg.source.cloud_mask,
     };
     let source = SceneSource::new(options, Arc::clone(&ledger))?;
-
-    // Items that cannot be read are failures of their own; the rest still run.
-    let mut items = Vec::new();
-    for path in &cfg.source.items {
-        match SceneItem::from_path(path) {
-            Ok(item) => items.push(item),
-            Err(e) => ledger.add_failed(error_chain(&e)),
-        }
-    }
-
-    // Build every stage before reading anything: a bad checkpoint fails here.
-    let stats = BandStats::terramind_v1(modality.name)
-        .with_context(|| format!("no TerraMind statistics for {}", modality.name))?;
-    let normalize = Normalize::new(modality.name, stats)?;
-    let filter = QualityFilter::new(cfg.filter.min_valid_fraction, cfg.filter.max_cloud_fraction, Arc::clone(&ledger))?;
-    let embed_cfg = EmbedConfig {
-        variant: cfg.model.variant.clone(),
-        checkpoint: cfg.model.checkpoint.clone(),
-        seed: cfg.model.seed,
-        batch_size: cfg.model.batch_size,
-        device: DeviceChoice::parse(&cfg.model.device)?,
-        columns: vec![modality.name.to_string()],
-    };
-    let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
-    let mut sink_cfg = GeoParquetConfig::new(cfg.output.dir.clone());
+    let filter = QualityFilter::new(
+        cfg.filter.min_valid_fraction,
+        cfg.filter.max_cloud_fraction,
+        Arc::clone(&ledger),
+    )?;
+    let mut sink_cfg = GeoParquetConfig::new(stages.out.local.clone());
     sink_cfg.row_group_rows = cfg.output.row_group_rows;
+    sink_cfg.zstd_level = cfg.output.zstd_level;
+    sink_cfg.embedding_encoding = cfg.output.embedding_encoding;
+    sink_cfg.geometry_encoding = cfg.output.geometry_encoding;
+    sink_cfg.partitioning = cfg.output.partitioning;
+    // One file per unit (per partition): a unit mapped again replaces exactly its files.
+    sink_cfg.work_unit = Some(unit.id.clone());
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
-
-    let progress = Progress::start(Arc::clone(&ledger));
-    let scenes = cfg.source.items.len();
+    let items = unit.scenes.iter().map(|s| s.item.clone()).collect();
     let stream = source.stream(items, 2);
     let stream = filter.apply(stream)?;
-    let stream = normalize.apply(stream)?;
-    let stream = embed.apply(stream)?;
-    let report = sink.run(stream).await;
-    progress.finish();
-    let report = report?;
-    let model = match &cfg.model.checkpoint {
-        Some(p) => format!("TerraMind {} from {}", cfg.model.variant, p.display()),
-        None => format!("TerraMind {} with RANDOM weights (seed {}): for testing only", cfg.model.variant, cfg.model.seed),
-    };
-    Ok(MapSummary { scenes, chips: ledger.snapshot(), files: report.files, elapsed: started.elapsed(), model })
+    let stream = stages.normalize.apply(stream)?;
+    let stream = stages.embed.apply(stream)?;
+    let report = sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    // The STAC items of the files are outputs too; the collection is rebuilt per unit.
+    let mut files = report.files;
+    files.extend(report.stac_items);
+    files.extend(report.collection);
+    Ok(files)
 }

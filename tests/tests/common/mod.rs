@@ -30,6 +30,10 @@ pub fn built_workspace() -> &'static Path {
         // This test binary lives in <target>/<profile>/deps/.
         let exe = std::env::current_exe().expect("test exe");
         let dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf();
+        // For iterating on one test with binaries built by hand (`cargo build -p terrastream`).
+        if std::env::var_os("TERRASTREAM_TESTS_NO_BUILD").is_some() {
+            return dir;
+        }
         let mut args = vec!["test", "--workspace", "--no-run", "--quiet"];
         if dir.file_name().is_some_and(|n| n == "release") {
             args.push("--release");

@@ -63,7 +63,8 @@ fn demo_writes_one_geoparquet_row_per_chip() {
     assert!(stdout.contains("chips:"), "no summary: {stdout}");
 
     let item_id = "S2A_29RKH_20200219_0_L2A";
-    let file = tmp.path().join(format!("embeddings/{item_id}.parquet"));
+    // One file per work unit: the tile in the month of the scene.
+    let file = tmp.path().join("embeddings/MGRS-29RKH_2020-02.parquet");
     assert!(file.exists(), "{} missing; {}", file.display(), describe(&out));
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("embeddings"))
         .expect("ls")

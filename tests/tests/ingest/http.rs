@@ -50,7 +50,7 @@ fn demo_over_http_reads_only_the_tiles_it_needs() {
     let out = terrastream(&["map", &http_cfg.display().to_string()]);
     assert!(out.status.success(), "http: {}", describe(&out));
 
-    let file = |d: &str| tmp.path().join(format!("{d}/embeddings/S2A_29RKH_20200219_0_L2A.parquet")).display().to_string();
+    let file = |d: &str| tmp.path().join(format!("{d}/embeddings/MGRS-29RKH_2020-02.parquet")).display().to_string();
     let local = python_json(&venv_python(), EMBEDDINGS, &[&file("out-local")]);
     let http = python_json(&venv_python(), EMBEDDINGS, &[&file("out-http")]);
     assert!(local.as_array().is_some_and(|a| !a.is_empty()));

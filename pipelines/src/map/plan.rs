@@ -1,0 +1,494 @@
+//! Planning: the run's scenes, found and filtered, grouped into work units (grid tile x period).
+//!
+//! A unit's id is `<tile>_<period>` (e.g. `MGRS-29RKH_2020-02`): the same on every machine and
+//! every re-run, so the manifest and the output file names can key on it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use terrastream_ingest::bands::ModalityBands;
+use terrastream_ingest::grid::ChipGrid;
+use terrastream_ingest::item::SceneItem;
+use terrastream_ingest::stac_api::{SearchParams, StacClient};
+use terrastream_ingest::store::RemoteOptions;
+
+use super::config::{MapConfig, Period, Selection};
+use super::shard::fnv1a;
+
+/// A closed or open time range (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    /// Inclusive start; `None` = open.
+    pub start: Option<DateTime<Utc>>,
+    /// Inclusive end; `None` = open.
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl DateRange {
+    /// Parses `start/end` (RFC 3339 instants or `YYYY-MM-DD` dates, `..` or empty = open) or a
+    /// single instant or date (that whole day).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bound = |part: &str, end: bool| -> Result<Option<DateTime<Utc>>> {
+            let part = part.trim();
+            if part.is_empty() || part == ".." {
+                return Ok(None);
+            }
+            if let Ok(t) = DateTime::parse_from_rfc3339(part) {
+                return Ok(Some(t.with_timezone(&Utc)));
+            }
+            let d = NaiveDate::parse_from_str(part, "%Y-%m-%d")
+                .map_err(|_| anyhow!("{part:?} is neither an RFC 3339 instant nor a YYYY-MM-DD date"))?;
+            let t = if end {
+                d.and_hms_micro_opt(23, 59, 59, 999_999)
+            } else {
+                d.and_hms_opt(0, 0, 0)
+            };
+            Ok(t.map(|t| t.and_utc()))
+        };
+        let range = match s.split_once('/') {
+            Some((a, b)) => Self {
+                start: bound(a, false)?,
+                end: bound(b, true)?,
+            },
+            None if !s.contains('T') => Self {
+                start: bound(s, false)?,
+                end: bound(s, true)?,
+            },
+            None => {
+                let t = bound(s, false)?;
+                Self { start: t, end: t }
+            }
+        };
+        if let (Some(a), Some(b)) = (range.start, range.end)
+            && a > b
+        {
+            bail!("{s:?}: the start is after the end");
+        }
+        Ok(range)
+    }
+
+    /// True when `t` is inside.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
+    }
+
+    /// The range as a STAC API `datetime` parameter.
+    pub fn to_stac(&self) -> String {
+        let f = |t: Option<DateTime<Utc>>| {
+            t.map_or("..".to_string(), |t| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            })
+        };
+        format!("{}/{}", f(self.start), f(self.end))
+    }
+}
+
+/// A scene in a plan, with what selection and estimates need.
+#[derive(Debug, Clone)]
+pub struct PlannedScene {
+    /// The item.
+    pub item: SceneItem,
+    /// Acquisition time.
+    pub datetime: DateTime<Utc>,
+    /// `eo:cloud_cover` in percent, when the item has it.
+    pub cloud_cover: Option<f64>,
+    /// The item's `updated` property, when it has one: a changed item is a changed unit.
+    pub updated: Option<String>,
+    /// Chips of the scene's grid, from the item's `proj:shape` (exact after `--exact`).
+    pub chips: Option<u64>,
+}
+
+/// One work unit: a grid tile in one period, and the scenes selected for it.
+#[derive(Debug, Clone)]
+pub struct WorkUnit {
+    /// `<tile>_<period>`.
+    pub id: String,
+    /// Grid tile (`grid:code`, or the scene id for items without one).
+    pub tile: String,
+    /// Period key: `2020-02-19`, `2020-W08`, `2020-02`, `2020` or `all`.
+    pub period: String,
+    /// Scenes to map, in acquisition order.
+    pub scenes: Vec<PlannedScene>,
+    /// Scenes found for the unit before selection.
+    pub candidates: usize,
+}
+
+impl WorkUnit {
+    /// Estimated chips: the sum over scenes, `None` when a scene's size is unknown.
+    pub fn chips(&self) -> Option<u64> {
+        self.scenes.iter().map(|s| s.chips).sum()
+    }
+
+    /// What the unit's output depends on: the run's settings and each scene's id and
+    /// `updated` time. A finished unit whose fingerprint changed is mapped again.
+    pub fn fingerprint(&self, settings: &str) -> String {
+        let mut text = settings.to_string();
+        for s in &self.scenes {
+            text.push('\n');
+            text.push_str(s.item.id());
+            text.push('@');
+            text.push_str(s.updated.as_deref().unwrap_or("-"));
+        }
+        format!("{:016x}", fnv1a(text.as_bytes()))
+    }
+}
+
+/// A planned run: its units, sorted by id.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Work units.
+    pub units: Vec<WorkUnit>,
+    /// Scenes found (before selection).
+    pub scenes_found: usize,
+    /// Items that could not be used, each with its reason.
+    pub rejected: Vec<String>,
+}
+
+/// One line of `map plan --json`.
+#[derive(Debug, Serialize)]
+pub struct UnitLine<'a> {
+    /// Unit id.
+    pub unit: &'a str,
+    /// Grid tile.
+    pub tile: &'a str,
+    /// Period key.
+    pub period: &'a str,
+    /// Scene ids selected.
+    pub scenes: Vec<&'a str>,
+    /// Scenes found before selection.
+    pub candidates: usize,
+    /// Estimated chips.
+    pub chips: Option<u64>,
+    /// The shard that maps it (`I/N`).
+    pub shard: String,
+    /// Manifest state: `pending`, `running`, `done` or `failed`.
+    pub state: String,
+}
+
+/// Finds the config's scenes (item files or a STAC API search), filters them by AOI, date, tile
+/// and cloud cover, and groups them into work units.
+pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
+    let range = cfg
+        .source
+        .datetime
+        .as_deref()
+        .map(DateRange::parse)
+        .transpose()
+        .context("source.datetime")?;
+    let aoi = match &cfg.source.aoi {
+        Some(path) => Some(Aoi::from_file(path)?),
+        None => cfg.source.bbox.map(Aoi::from_bbox),
+    };
+    let mut rejected = Vec::new();
+    let items = match &cfg.source.stac {
+        Some(url) => search(cfg, url, range.as_ref(), aoi.as_ref()).await?,
+        None => {
+            let mut items = Vec::new();
+            for path in &cfg.source.items {
+                match SceneItem::from_path(path) {
+                    Ok(item) => items.push(item),
+                    Err(e) => rejected.push(terrastream_ingest::scene::error_chain(&e)),
+                }
+            }
+            items
+        }
+    };
+    let mut scenes = Vec::new();
+    for item in items {
+        let datetime = match item.datetime() {
+            Ok(t) => t,
+            Err(e) => {
+                rejected.push(terrastream_ingest::scene::error_chain(&e));
+                continue;
+            }
+        };
+        let props = &item.item.properties.additional_fields;
+        let cloud_cover = props.get("eo:cloud_cover").and_then(serde_json::Value::as_f64);
+        if range.is_some_and(|r| !r.contains(datetime))
+            || cfg
+                .source
+                .max_cloud_cover
+                .zip(cloud_cover)
+                .is_some_and(|(max, c)| c > max)
+            || aoi
+                .as_ref()
+                .is_some_and(|a| !a.touches(item.item.bbox.map(|b| [b.xmin(), b.ymin(), b.xmax(), b.ymax()])))
+        {
+            continue;
+        }
+        let tile = item.grid_id().unwrap_or_else(|| item.id().to_string());
+        if !cfg.source.tiles.is_empty() && !cfg.source.tiles.contains(&tile) {
+            continue;
+        }
+        let updated = item.item.properties.updated.clone();
+        let chips = chips_from_metadata(&item, modality, cfg);
+        scenes.push((
+            tile,
+            PlannedScene {
+                item,
+                datetime,
+                cloud_cover,
+                updated,
+                chips,
+            },
+        ));
+    }
+    let scenes_found = scenes.len();
+    let mut groups: BTreeMap<(String, String), Vec<PlannedScene>> = BTreeMap::new();
+    for (tile, scene) in scenes {
+        let period = period_key(cfg.run.period, scene.datetime);
+        groups.entry((tile, period)).or_default().push(scene);
+    }
+    let mut units = Vec::with_capacity(groups.len());
+    let mut ids = BTreeMap::new();
+    for ((tile, period), mut scenes) in groups {
+        let candidates = scenes.len();
+        // The same scene listed twice (two item files, overlapping pages) is mapped once.
+        scenes.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.item.id().cmp(b.item.id())));
+        scenes.dedup_by(|a, b| a.item.id() == b.item.id());
+        if cfg.run.selection == Selection::LeastCloudy {
+            let best = scenes.iter().min_by(|a, b| {
+                let (ca, cb) = (a.cloud_cover.unwrap_or(100.0), b.cloud_cover.unwrap_or(100.0));
+                ca.total_cmp(&cb)
+                    .then_with(|| b.datetime.cmp(&a.datetime))
+                    .then_with(|| a.item.id().cmp(b.item.id()))
+            });
+            scenes = best.cloned().into_iter().collect();
+        }
+        let id = unit_id(&tile, &period);
+        if let Some(other) = ids.insert(id.clone(), tile.clone()) {
+            bail!("grid tiles {other:?} and {tile:?} map to the same work unit id {id:?}");
+        }
+        units.push(WorkUnit {
+            id,
+            tile,
+            period,
+            scenes,
+            candidates,
+        });
+    }
+    Ok(Plan {
+        units,
+        scenes_found,
+        rejected,
+    })
+}
+
+/// `<tile>_<period>`, with characters that are unsafe in file names and object keys replaced.
+pub fn unit_id(tile: &str, period: &str) -> String {
+    terrastream_sinks::commit::safe_file_stem(&format!("{tile}_{period}"))
+}
+
+/// The period key of `t`.
+pub fn period_key(period: Period, t: DateTime<Utc>) -> String {
+    match period {
+        Period::Day => t.format("%Y-%m-%d").to_string(),
+        Period::Week => {
+            let w = t.iso_week();
+            format!("{}-W{:02}", w.year(), w.week())
+        }
+        Period::Month => t.format("%Y-%m").to_string(),
+        Period::Year => t.format("%Y").to_string(),
+        Period::All => "all".to_string(),
+    }
+}
+
+async fn search(cfg: &MapConfig, url: &str, range: Option<&DateRange>, aoi: Option<&Aoi>) -> Result<Vec<SceneItem>> {
+    let filter = cfg
+        .source
+        .max_cloud_cover
+        .map(|c| serde_json::json!({"op": "<=", "args": [{"property": "eo:cloud_cover"}, c]}));
+    let params = SearchParams {
+        collections: cfg.source.collections.clone(),
+        bbox: match aoi {
+            Some(Aoi { geometry: None, bbox }) => Some(*bbox),
+            _ => None,
+        },
+        intersects: aoi.and_then(|a| a.geometry.clone()),
+        datetime: range.map(DateRange::to_stac),
+        filter_lang: filter.as_ref().map(|_| "cql2-json".to_string()),
+        filter,
+        limit: cfg.source.page_size,
+        ..Default::default()
+    }
+    .sort_by("properties.datetime,id");
+    let client = StacClient::new(url, RemoteOptions::default()).with_context(|| format!("source.stac {url}"))?;
+    let mut stream = Box::pin(client.search(&params, None));
+    let mut items = Vec::new();
+    let base = std::env::current_dir().unwrap_or_default();
+    while let Some(item) = stream.next().await {
+        let item = item.with_context(|| format!("searching {url}"))?;
+        items.push(SceneItem {
+            item,
+            base_dir: base.clone(),
+        });
+    }
+    Ok(items)
+}
+
+/// Chips of the scene grid from the `proj:shape` of the modality's finest band asset (or the
+/// item's), without reading any file.
+fn chips_from_metadata(item: &SceneItem, modality: &ModalityBands, cfg: &MapConfig) -> Option<u64> {
+    let shape = |v: Option<&serde_json::Value>| -> Option<(usize, usize)> {
+        let a = v?.as_array()?;
+        Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))
+    };
+    let mut best: Option<(usize, usize)> = None;
+    for band in modality.bands {
+        let asset = band.asset_keys.iter().find_map(|k| item.item.assets.get(*k));
+        if let Some(s) = asset.and_then(|a| shape(a.additional_fields.get("proj:shape"))) {
+            best = Some(best.map_or(s, |b| if s.0 * s.1 > b.0 * b.1 { s } else { b }));
+        }
+    }
+    let (rows, cols) = best.or_else(|| shape(item.item.properties.additional_fields.get("proj:shape")))?;
+    let chip = cfg.grid.chip_size;
+    let grid = ChipGrid::new(cols, rows, chip, cfg.grid.stride.unwrap_or(chip), cfg.grid.edge).ok()?;
+    Some(grid.len() as u64)
+}
+
+/// An area of interest: a bbox, and the geometry when one was given (sent to STAC APIs as
+/// `intersects`; item files are filtered by bbox).
+#[derive(Debug, Clone)]
+pub struct Aoi {
+    /// `[west, south, east, north]` in degrees.
+    pub bbox: [f64; 4],
+    /// The GeoJSON geometry.
+    pub geometry: Option<serde_json::Value>,
+}
+
+impl Aoi {
+    fn from_bbox(bbox: [f64; 4]) -> Self {
+        Self { bbox, geometry: None }
+    }
+
+    /// Reads a GeoJSON geometry, Feature or FeatureCollection (its geometries as one
+    /// GeometryCollection).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let ctx = || format!("source.aoi {}", path.display());
+        let text = std::fs::read_to_string(path).with_context(ctx)?;
+        let value: serde_json::Value = serde_json::from_str(&text).with_context(ctx)?;
+        let geometry = match value.get("type").and_then(|t| t.as_str()) {
+            Some("Feature") => value.get("geometry").cloned(),
+            Some("FeatureCollection") => {
+                let geoms: Vec<_> = value
+                    .get("features")
+                    .and_then(|f| f.as_array())
+                    .map(|f| f.iter().filter_map(|f| f.get("geometry").cloned()).collect())
+                    .unwrap_or_default();
+                match geoms.len() {
+                    0 => None,
+                    1 => geoms.into_iter().next(),
+                    _ => Some(serde_json::json!({"type": "GeometryCollection", "geometries": geoms})),
+                }
+            }
+            Some(_) => Some(value.clone()),
+            None => None,
+        }
+        .ok_or_else(|| anyhow!("{}: no geometry in the GeoJSON", ctx()))?;
+        let mut bbox = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        extend_bbox(&geometry, &mut bbox);
+        if !bbox.iter().all(|v| v.is_finite()) {
+            bail!("{}: the geometry has no coordinates", ctx());
+        }
+        if bbox[0] < -180.0 || bbox[2] > 180.0 || bbox[1] < -90.0 || bbox[3] > 90.0 {
+            bail!(
+                "{}: coordinates outside [-180, 180] x [-90, 90]: is it in EPSG:4326?",
+                ctx()
+            );
+        }
+        Ok(Self {
+            bbox,
+            geometry: Some(geometry),
+        })
+    }
+
+    /// True when an item's bbox `[w, s, e, n]` intersects the AOI's bbox; items without a bbox
+    /// are kept.
+    fn touches(&self, item_bbox: Option<[f64; 4]>) -> bool {
+        let Some([w, s, e, n]) = item_bbox else { return true };
+        w <= self.bbox[2] && e >= self.bbox[0] && s <= self.bbox[3] && n >= self.bbox[1]
+    }
+}
+
+fn extend_bbox(geometry: &serde_json::Value, bbox: &mut [f64; 4]) {
+    fn walk(v: &serde_json::Value, bbox: &mut [f64; 4]) {
+        match v.as_array() {
+            Some(a) if a.len() >= 2 && a[0].is_number() => {
+                if let (Some(x), Some(y)) = (a[0].as_f64(), a[1].as_f64()) {
+                    bbox[0] = bbox[0].min(x);
+                    bbox[1] = bbox[1].min(y);
+                    bbox[2] = bbox[2].max(x);
+                    bbox[3] = bbox[3].max(y);
+                }
+            }
+            Some(a) => a.iter().for_each(|c| walk(c, bbox)),
+            None => {}
+        }
+    }
+    if let Some(c) = geometry.get("coordinates") {
+        walk(c, bbox);
+    }
+    if let Some(gs) = geometry.get("geometries").and_then(|g| g.as_array()) {
+        gs.iter().for_each(|g| extend_bbox(g, bbox));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn date_ranges() {
+        let r = DateRange::parse("2020-02-01/2020-02-29").expect("range");
+        assert!(r.contains(t("2020-02-29T23:00:00Z")) && !r.contains(t("2020-03-01T00:00:00Z")));
+        let open = DateRange::parse("../2020-01-01T00:00:00Z").expect("open start");
+        assert!(open.start.is_none() && open.contains(t("1999-01-01T00:00:00Z")));
+        let day = DateRange::parse("2020-02-19").expect("day");
+        assert!(day.contains(t("2020-02-19T11:34:25Z")) && !day.contains(t("2020-02-20T00:00:00Z")));
+        assert_eq!(day.to_stac(), "2020-02-19T00:00:00.000000Z/2020-02-19T23:59:59.999999Z");
+        assert!(DateRange::parse("2020-03-01/2020-02-01").is_err());
+        assert!(DateRange::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn period_keys() {
+        let when = t("2020-12-31T11:00:00Z");
+        assert_eq!(period_key(Period::Day, when), "2020-12-31");
+        // ISO week 53 of 2020.
+        assert_eq!(period_key(Period::Week, when), "2020-W53");
+        assert_eq!(period_key(Period::Week, t("2021-01-03T00:00:00Z")), "2020-W53");
+        assert_eq!(period_key(Period::Month, when), "2020-12");
+        assert_eq!(period_key(Period::Year, when), "2020");
+        assert_eq!(period_key(Period::All, when), "all");
+        assert_eq!(unit_id("MGRS-29RKH", "2020-02"), "MGRS-29RKH_2020-02");
+    }
+
+    #[test]
+    fn aoi_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("aoi.geojson");
+        let fc = r#"{"type":"FeatureCollection","features":[
+            {"type":"Feature","properties":{},"geometry":{"type":"Polygon","coordinates":[[[-10,27],[-9,27],[-9,28],[-10,27]]]}},
+            {"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[-8,26]}}]}"#;
+        std::fs::write(&path, fc).expect("write");
+        let aoi = Aoi::from_file(&path).expect("aoi");
+        assert_eq!(aoi.bbox, [-10.0, 26.0, -8.0, 28.0]);
+        assert!(aoi.touches(Some([-8.5, 27.5, -7.0, 29.0])));
+        assert!(!aoi.touches(Some([0.0, 0.0, 1.0, 1.0])));
+        std::fs::write(
+            &path,
+            r#"{"type":"Polygon","coordinates":[[[500000,3000000],[500100,3000000],[500000,3000100]]]}"#,
+        )
+        .expect("write");
+        let err = format!("{:#}", Aoi::from_file(&path).expect_err("projected coordinates"));
+        assert!(err.contains("aoi.geojson") && err.contains("EPSG:4326"), "{err}");
+    }
+}

@@ -1,0 +1,85 @@
+//! `terrastream map plan`: the work units of a config, before or during a run.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::map::manifest::Manifest;
+use crate::map::output::OutputLocation;
+use crate::map::plan::{UnitLine, plan};
+use crate::map::shard::Shard;
+use crate::map::{MapConfig, modality};
+
+/// Prints the plan of `cfg`: every unit (or only `shard`'s, when the run is sharded) with its
+/// scenes, chip estimate, shard and manifest state, then totals. `json`: one JSON object.
+pub async fn print_plan(cfg: &MapConfig, shard: Shard, json: bool, mut out: impl Write) -> Result<()> {
+    let modality = modality(cfg)?;
+    let plan = plan(cfg, &modality).await?;
+    // The manifest is read only if the output exists: planning must not create it.
+    let location = OutputLocation::parse(&cfg.output.dir)?;
+    let records = match &location {
+        OutputLocation::Local(dir) if !dir.exists() => Default::default(),
+        _ => Manifest::new(location.open()?).units().await?,
+    };
+    let count = shard.count;
+    let lines: Vec<UnitLine<'_>> = plan
+        .units
+        .iter()
+        .filter(|u| count == 1 || shard.owns(&u.id))
+        .map(|u| UnitLine {
+            unit: &u.id,
+            tile: &u.tile,
+            period: &u.period,
+            scenes: u.scenes.iter().map(|s| s.item.id()).collect(),
+            candidates: u.candidates,
+            chips: u.chips(),
+            shard: format!(
+                "{}/{count}",
+                (0..count).find(|&i| Shard { index: i, count }.owns(&u.id)).unwrap_or(0)
+            ),
+            state: records
+                .get(&u.id)
+                .map_or("pending".to_string(), |r| r.state.to_string()),
+        })
+        .collect();
+    let chips: Option<u64> = lines.iter().map(|l| l.chips).sum();
+    let scenes: usize = lines.iter().map(|l| l.scenes.len()).sum();
+    if json {
+        let doc = serde_json::json!({
+            "units": lines,
+            "totals": {"units": lines.len(), "scenes": scenes, "scenes_found": plan.scenes_found, "chips": chips},
+            "rejected": plan.rejected,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<32} {:>6} {:>10} {:>10} {:>6}  {:<8}",
+        "unit", "scenes", "candidates", "chips", "shard", "state"
+    )?;
+    for l in &lines {
+        let chips = l.chips.map_or("?".to_string(), |c| c.to_string());
+        writeln!(
+            out,
+            "{:<32} {:>6} {:>10} {:>10} {:>6}  {:<8}",
+            l.unit,
+            l.scenes.len(),
+            l.candidates,
+            chips,
+            l.shard,
+            l.state
+        )?;
+    }
+    let chips = chips.map_or("unknown (items without proj:shape)".to_string(), |c| c.to_string());
+    writeln!(
+        out,
+        "total: {} units, {scenes} scenes ({} found), about {chips} chips",
+        lines.len(),
+        plan.scenes_found
+    )?;
+    for r in &plan.rejected {
+        writeln!(out, "rejected: {r}")?;
+    }
+    Ok(())
+}
