@@ -9,6 +9,9 @@
 //! - [`embed`]: runs the TerraMind encoder on a dedicated model thread and adds `embedding`.
 //! - [`tim`]: runs TerraMind TiM on that thread and adds `tim_<MOD>` token ids (and optionally
 //!   the TiM-conditioned `embedding`).
+//! - [`water`]: water masks and probabilities from Sentinel-1 thresholds, Sentinel-2 water
+//!   indices and TerraMind land cover, their ensemble, and flood change detection (plain
+//!   Rust on pixel slices, no model runtime except for TerraMind).
 
 #![deny(missing_docs)]
 
@@ -18,6 +21,7 @@ pub mod normalize;
 pub mod operator;
 pub mod quality_filter;
 pub mod tim;
+pub mod water;
 
 pub use embed::{DeviceChoice, Embed, EmbedConfig};
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 //! The binary's pipelines, each a chain of sources → operators → sinks named by a config file:
 //!
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
+//! - [`flood`]: `terrastream flood water`, water masks from Sentinel-1/2 rasters on disk.
 //! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
 //! - [`npy`]: NumPy `.npy` output.
 //! - [`stac_cmd`]: `terrastream stac search|poll|catalog`, items as NDJSON.
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod cog;
+pub mod flood;
 pub mod map;
 pub mod map_cmd;
 pub mod model_cmd;

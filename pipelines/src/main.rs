@@ -31,6 +31,9 @@ enum Command {
         #[command(flatten)]
         run: MapArgs,
     },
+    /// Flood mapping: water masks from Sentinel-1/2.
+    #[command(subcommand)]
+    Flood(FloodCommand),
     /// Inspect (Cloud-Optimized) GeoTIFFs.
     #[command(subcommand)]
     Cog(CogCommand),
@@ -74,6 +77,12 @@ enum StacCommand {
     Poll(terrastream::stac_cmd::PollArgs),
     /// Walk a static catalog (child and item links); prints its items (NDJSON).
     Catalog(terrastream::stac_cmd::CatalogArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum FloodCommand {
+    /// One water mask (1 water, 0 dry, 255 no data) as a COG from co-registered rasters on disk.
+    Water(terrastream::flood::water_cmd::WaterArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +161,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {failure}");
             }
             Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Flood(FloodCommand::Water(args)) => {
+            let summary = terrastream::flood::water_cmd::water(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Model(ModelCommand::Embed(args)) => {
             let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;

@@ -4,6 +4,7 @@
 
 mod common;
 mod demo;
+mod flood;
 mod ingest;
 mod map;
 mod model;
