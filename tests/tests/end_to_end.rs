@@ -9,4 +9,3 @@ mod ingest;
 mod map;
 mod model;
 mod sinks;
-mod sql;
