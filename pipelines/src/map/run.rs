@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
-use terrastream_ingest::{ChipLedger, LedgerSnapshot, S1Options, ScenePair, SceneOptions, SceneSource};
+use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneOptions, SceneSource};
 use terrastream_operators::{BandStats, DeviceChoice, Embed, EmbedConfig, Normalize, Operator, QualityFilter};
 use terrastream_sinks::GeoParquetConfig;
 use tracing::{info, warn};
@@ -153,8 +153,7 @@ impl std::fmt::Display for MapSummary {
 struct Stages {
     cfg: MapConfig,
     modality: ModalityBands,
-    /// One per pixel column: Sentinel-2, then Sentinel-1 when the run reads it.
-    normalize: Vec<Normalize>,
+    normalize: Normalize,
     embed: Embed,
     out: OutputStore,
     manifest: Manifest,
@@ -181,12 +180,6 @@ fn settings(cfg: &MapConfig) -> String {
         "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
         "partitioning": format!("{:?}", cfg.output.partitioning),
         "period": cfg.run.period,
-        "s1": cfg.source.s1.as_ref().map(|s1| serde_json::json!({
-            "modality": s1.modality,
-            "radiometry": s1.radiometry(),
-            "max_days": s1.max_days,
-            "required": s1.required,
-        })),
     })
     .to_string()
 }
@@ -251,21 +244,16 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
     let scenes: usize = todo.iter().map(|(u, _)| u.scenes.len()).sum();
     if !todo.is_empty() {
         // Build every shared stage before reading anything: a bad checkpoint fails here.
-        let mut columns = vec![modality.name];
-        columns.extend(cfg.source.s1.as_ref().map(|s1| s1.modality.bands().name));
-        let mut normalize = Vec::with_capacity(columns.len());
-        for column in &columns {
-            let stats = BandStats::terramind_v1(column)
-                .with_context(|| format!("no TerraMind statistics for {column}"))?;
-            normalize.push(Normalize::new(column, stats)?);
-        }
+        let stats = BandStats::terramind_v1(modality.name)
+            .with_context(|| format!("no TerraMind statistics for {}", modality.name))?;
+        let normalize = Normalize::new(modality.name, stats)?;
         let embed_cfg = EmbedConfig {
             variant: cfg.model.variant.clone(),
             checkpoint: cfg.model.checkpoint.clone(),
             seed: cfg.model.seed,
             batch_size: cfg.model.batch_size,
             device: DeviceChoice::parse(&cfg.model.device)?,
-            columns: columns.iter().map(ToString::to_string).collect(),
+            columns: vec![modality.name.to_string()],
         };
         let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
         let stages = Arc::new(Stages {
@@ -441,14 +429,7 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
         rewrites: cfg.source.rewrite.clone(),
         cloud_mask: cfg.source.cloud_mask,
     };
-    let mut source = SceneSource::new(options, Arc::clone(&ledger))?;
-    if let Some(s1) = &cfg.source.s1 {
-        source = source.with_s1(S1Options {
-            required: s1.required,
-            rewrites: s1.rewrite.clone(),
-            ..S1Options::new(s1.modality.bands(), s1.radiometry())
-        });
-    }
+    let source = SceneSource::new(options, Arc::clone(&ledger))?;
     let filter = QualityFilter::new(
         cfg.filter.min_valid_fraction,
         cfg.filter.max_cloud_fraction,
@@ -463,18 +444,10 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
     // One file per unit (per partition): a unit mapped again replaces exactly its files.
     sink_cfg.work_unit = Some(unit.id.clone());
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
-    let pairs = unit
-        .scenes
-        .iter()
-        .map(|s| ScenePair {
-            s2: s.item.clone(),
-            s1: s.s1.clone(),
-        })
-        .collect();
-    let mut stream = filter.apply(source.stream_pairs(pairs, 2))?;
-    for normalize in &stages.normalize {
-        stream = normalize.apply(stream)?;
-    }
+    let items = unit.scenes.iter().map(|s| s.item.clone()).collect();
+    let stream = source.stream(items, 2);
+    let stream = filter.apply(stream)?;
+    let stream = stages.normalize.apply(stream)?;
     let stream = stages.embed.apply(stream)?;
     let report = sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     // The STAC items of the files are outputs too; the collection is rebuilt per unit.

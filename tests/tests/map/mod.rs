@@ -5,7 +5,6 @@
 //! every pixel is real.
 
 mod crash;
-mod s1;
 mod shards;
 
 use std::path::{Path, PathBuf};
