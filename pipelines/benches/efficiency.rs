@@ -19,8 +19,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use terrastream::map::{self, MapConfig, RunOptions};
 use terrastream_ingest::item::SceneItem;
-use terrastream_ingest::{ChipLedger, ChipStreamAdapter, SceneOptions, SceneSource};
-use terrastream_operators::{BandStats, DeviceChoice, Embed, EmbedConfig, Normalize, Operator, QualityFilter};
+use terrastream_ingest::{ChipLedger, ChipStreamAdapter, SceneSource};
+use terrastream_operators::{BandStats, Embed, Normalize, Operator, QualityFilter};
 
 const ITEM_ID: &str = "S2A_29RKH_20200219_0_L2A";
 
@@ -88,15 +88,7 @@ dir = "{out}"
 async fn model_only(cfg: &MapConfig) -> (u64, f64) {
     let modality = map::modality(cfg).expect("modality");
     let ledger = Arc::new(ChipLedger::default());
-    let options = SceneOptions {
-        modality,
-        chip_size: cfg.grid.chip_size,
-        stride: cfg.grid.stride.unwrap_or(cfg.grid.chip_size),
-        edge: cfg.grid.edge,
-        rewrites: cfg.source.rewrite.clone(),
-        cloud_mask: cfg.source.cloud_mask,
-    };
-    let source = SceneSource::new(options, Arc::clone(&ledger)).expect("source");
+    let source = SceneSource::new(cfg.scene_options(modality), Arc::clone(&ledger)).expect("source");
     let items = cfg
         .source
         .items
@@ -117,14 +109,7 @@ async fn model_only(cfg: &MapConfig) -> (u64, f64) {
     let schema = stream.schema();
     let batches: Vec<_> = stream.map(|b| b.expect("batch")).collect().await;
     let chips: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let embed = Embed::new(&EmbedConfig {
-        variant: cfg.model.variant.clone(),
-        checkpoint: cfg.model.checkpoint.clone(),
-        seed: cfg.model.seed,
-        batch_size: cfg.model.batch_size,
-        device: DeviceChoice::parse(&cfg.model.device).expect("device"),
-        columns: vec![modality.name.to_string()],
-    })
+    let embed = Embed::new(&cfg.embed_config(modality.name).expect("model.device"))
     .expect("model");
     // One warm-up pass (allocator, kernels), as the pipeline's first unit gets.
     let first: Vec<_> = batches.iter().take(1).cloned().collect();

@@ -281,6 +281,30 @@ impl MapConfig {
         Ok(cfg)
     }
 
+    /// How the scene source cuts this config's scenes of `modality` into chips.
+    pub fn scene_options(&self, modality: terrastream_ingest::bands::ModalityBands) -> terrastream_ingest::SceneOptions {
+        terrastream_ingest::SceneOptions {
+            modality,
+            chip_size: self.grid.chip_size,
+            stride: self.grid.stride.unwrap_or(self.grid.chip_size),
+            edge: self.grid.edge,
+            rewrites: self.source.rewrite.clone(),
+            cloud_mask: self.source.cloud_mask,
+        }
+    }
+
+    /// The model this config runs on the pixel column of `modality`.
+    pub fn embed_config(&self, modality: &str) -> anyhow::Result<terrastream_operators::EmbedConfig> {
+        Ok(terrastream_operators::EmbedConfig {
+            variant: self.model.variant.clone(),
+            checkpoint: self.model.checkpoint.clone(),
+            seed: self.model.seed,
+            batch_size: self.model.batch_size,
+            device: terrastream_operators::DeviceChoice::parse(&self.model.device)?,
+            columns: vec![modality.to_string()],
+        })
+    }
+
     /// Checks values serde cannot; errors name the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::bail;

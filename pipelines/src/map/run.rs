@@ -16,8 +16,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
-use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneOptions, SceneSource};
-use terrastream_operators::{BandStats, DeviceChoice, Embed, EmbedConfig, Normalize, Operator, QualityFilter};
+use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneSource};
+use terrastream_operators::{BandStats, Embed, Normalize, Operator, QualityFilter};
 use terrastream_sinks::GeoParquetConfig;
 use tracing::{info, warn};
 
@@ -247,14 +247,7 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
         let stats = BandStats::terramind_v1(modality.name)
             .with_context(|| format!("no TerraMind statistics for {}", modality.name))?;
         let normalize = Normalize::new(modality.name, stats)?;
-        let embed_cfg = EmbedConfig {
-            variant: cfg.model.variant.clone(),
-            checkpoint: cfg.model.checkpoint.clone(),
-            seed: cfg.model.seed,
-            batch_size: cfg.model.batch_size,
-            device: DeviceChoice::parse(&cfg.model.device)?,
-            columns: vec![modality.name.to_string()],
-        };
+        let embed_cfg = cfg.embed_config(modality.name)?;
         let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
         let stages = Arc::new(Stages {
             cfg: cfg.clone(),
@@ -421,15 +414,7 @@ async fn map_unit(stages: &Stages, unit: WorkUnit, previous: Option<UnitRecord>)
 /// The unit's scenes through the stages into GeoParquet; returns the committed files.
 async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -> Result<Vec<std::path::PathBuf>> {
     let cfg = &stages.cfg;
-    let options = SceneOptions {
-        modality: stages.modality,
-        chip_size: cfg.grid.chip_size,
-        stride: cfg.grid.stride.unwrap_or(cfg.grid.chip_size),
-        edge: cfg.grid.edge,
-        rewrites: cfg.source.rewrite.clone(),
-        cloud_mask: cfg.source.cloud_mask,
-    };
-    let source = SceneSource::new(options, Arc::clone(&ledger))?;
+    let source = SceneSource::new(cfg.scene_options(stages.modality), Arc::clone(&ledger))?;
     let filter = QualityFilter::new(
         cfg.filter.min_valid_fraction,
         cfg.filter.max_cloud_fraction,
