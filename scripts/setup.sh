@@ -66,5 +66,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 site=$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# The STAC 1.0.0 core and GeoJSON JSON schemas, for validating our STAC items offline in the
+# tests: pystac 1.10 bundles them (pystac/validation/jsonschemas); later releases dropped them.
+if [ ! -d "$site/pystac/validation/jsonschemas/stac-spec/v1.0.0" ]; then
+  log "installing pystac==1.10.1 (STAC JSON schemas) into $venv"
+  "$vpy" -m pip install -q --no-deps "pystac==1.10.1"
+fi
 ln -sfn "$site/torch" "$venv/libtorch"
 log "ready: LIBTORCH=$venv/libtorch ($flavour), gdal $(gdalinfo --version 2>/dev/null | cut -d, -f1 || echo missing)"

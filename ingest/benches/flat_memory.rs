@@ -61,6 +61,7 @@ fn child(n: usize, data: &Path, prefetch: usize, blocking: usize) -> Result<(), 
         edge: EdgePolicy::Snap,
         rewrites: vec![HrefRewrite { prefix: BUCKET.into(), replace: format!("{}/", dir.display()) }],
         cloud_mask: true,
+        request_budget: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -416,6 +416,23 @@ impl Cog {
         });
     }
 
+    /// Drops cached full-resolution tiles that intersect none of the pixel windows `keep`
+    /// (`(col, row, width, height)`), and every cached overview tile. For warps, whose source
+    /// rows do not follow the destination rows (radar geometry, rotated grids), so
+    /// [`Cog::evict_above`] does not apply: keep what the next strip's warps will read.
+    pub fn retain_windows(&self, keep: &[(isize, isize, usize, usize)]) {
+        let l = &self.levels[0];
+        let (tw, th) = (l.layout.tile_width as isize, l.layout.tile_height as isize);
+        let mut tiles = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+        tiles.retain(|&(level, tx, ty), _| {
+            let (x0, y0) = (tx as isize * tw, ty as isize * th);
+            level == 0
+                && keep.iter().any(|&(c, r, w, h)| {
+                    x0 < c + w as isize && c < x0 + tw && y0 < r + h as isize && r < y0 + th
+                })
+        });
+    }
+
     /// Decoded tiles held in the cache (for memory checks).
     pub fn cached_tiles(&self) -> usize {
         self.tiles.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -17,6 +17,8 @@
 //! - [`warp`]: warping onto a grid in another CRS, by reprojection or GCP geocoding (S1 onto S2).
 //! - [`sar`]: Sentinel-1 radiometry (DN, linear power, dB) and band tables.
 //! - [`scene`]: the scene source: one item into a stream of chip batches.
+//! - [`pairing`]: matching each Sentinel-2 scene with the nearest Sentinel-1 acquisition.
+//! - [`companion`]: a scene's Sentinel-1 item warped chip by chip onto its grid, in dB.
 //! - [`stac_api`]: STAC API item search with paging, retries and backoff.
 //! - [`catalog`]: static STAC catalogs (local or remote), walked for their items.
 //! - [`provider`]: Earth Search and Planetary Computer: API roots, asset keys in TerraMind band
@@ -30,6 +32,7 @@
 pub mod bands;
 pub mod catalog;
 pub mod cog;
+pub mod companion;
 mod decode;
 mod error;
 pub mod geo;
@@ -37,6 +40,7 @@ pub mod grid;
 pub mod item;
 pub mod ledger;
 pub mod limit;
+pub mod pairing;
 pub mod poll;
 pub mod provider;
 pub mod resample;
@@ -50,5 +54,7 @@ pub mod warp;
 
 pub use error::{CogError, Error, Result};
 pub use ledger::{ChipLedger, LedgerSnapshot};
+pub use companion::S1Options;
+pub use pairing::ScenePair;
 pub use scene::{SceneOptions, SceneSource};
 pub use stream::{ChipStream, ChipStreamAdapter};

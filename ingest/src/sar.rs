@@ -70,6 +70,11 @@ pub const S1GRD: ModalityBands = ModalityBands { name: "S1GRD", bands: &S1_BANDS
 /// Sentinel-1 RTC (TerraMind `S1RTC`), dB.
 pub const S1RTC: ModalityBands = ModalityBands { name: "S1RTC", bands: &S1_BANDS, resampling: Resampling::Bilinear };
 
+/// Looks a Sentinel-1 modality up by name (`S1GRD`, `S1RTC`).
+pub fn modality(name: &str) -> Option<ModalityBands> {
+    [S1GRD, S1RTC].into_iter().find(|m| m.name.eq_ignore_ascii_case(name))
+}
+
 /// Warps band `band` of a Sentinel-1 COG whose values are `radiometry` onto `grid` (e.g. a
 /// Sentinel-2 scene's 10 m grid, [`DstGrid::of_cog`], or a strip of it) and converts it to dB.
 ///
@@ -129,5 +134,8 @@ mod tests {
     fn band_order_is_vv_vh() {
         assert_eq!(S1GRD.bands.iter().map(|b| b.name).collect::<Vec<_>>(), ["VV", "VH"]);
         assert_eq!(S1RTC.bands[1].asset_keys[0], "vh");
+        assert_eq!(modality("s1rtc").map(|m| m.name), Some("S1RTC"));
+        assert_eq!(modality("S1GRD").map(|m| m.name), Some("S1GRD"));
+        assert!(modality("S2L2A").is_none());
     }
 }

@@ -5,6 +5,10 @@
 //! the scene under the row, resampled onto the grid of the finest band, and cut into chips.
 //! A scene that fails is recorded in the [`ChipLedger`] with its reason and the stream moves on
 //! to the next scene.
+//!
+//! With [`SceneSource::with_s1`], each scene comes with its matched Sentinel-1 item
+//! ([`ScenePair`]), warped chip by chip onto the scene grid ([`crate::companion`]) into a second
+//! pixel column; `valid_fraction` then counts pixels with data in every band of both columns.
 
 use std::sync::Arc;
 
@@ -19,10 +23,12 @@ use tracing::{info, warn};
 
 use crate::bands::{ModalityBands, Resampling, S2_SCL, SCL_CLOUD_CLASSES};
 use crate::cog::Cog;
+use crate::companion::{NO_S1_MATCH, OpenS1, S1Options};
 use crate::geo::{Footprint, GeoTransform, ToWgs84};
 use crate::grid::{ChipGrid, EdgePolicy};
 use crate::item::{HrefRewrite, SceneItem};
 use crate::ledger::ChipLedger;
+use crate::pairing::ScenePair;
 use crate::schema::{self, PixelColumn};
 use crate::stream::{ChipStream, ChipStreamAdapter};
 use crate::{Error, Result};
@@ -42,12 +48,16 @@ pub struct SceneOptions {
     pub rewrites: Vec<HrefRewrite>,
     /// Read the scene classification layer, when the item has one, for `cloud_fraction`.
     pub cloud_mask: bool,
+    /// Most requests one scene may issue (headers and tiles of all its assets); a scene that
+    /// needs more fails, named, instead of running up a bill. `None`: no limit.
+    pub request_budget: Option<u64>,
 }
 
 /// Reads scenes into chip batches.
 #[derive(Debug, Clone)]
 pub struct SceneSource {
     options: Arc<SceneOptions>,
+    s1: Option<Arc<S1Options>>,
     ledger: Arc<ChipLedger>,
 }
 
@@ -71,29 +81,55 @@ pub struct OpenScene {
     epsg: u32,
     grid: ChipGrid,
     proj: ToWgs84,
+    /// The Sentinel-1 companion, when the source reads one and the scene has a match.
+    s1: Option<OpenS1>,
 }
 
 impl SceneSource {
     /// A source with `options` that counts chips in `ledger`.
     pub fn new(options: SceneOptions, ledger: Arc<ChipLedger>) -> Result<Self> {
         ChipGrid::new(1, 1, options.chip_size, options.stride, options.edge)?;
-        Ok(Self { options: Arc::new(options), ledger })
+        Ok(Self { options: Arc::new(options), s1: None, ledger })
     }
 
-    /// The pixel column this source fills.
+    /// This source, also reading each scene's matched Sentinel-1 item into a second pixel
+    /// column named after `s1.modality` (see [`SceneSource::stream_pairs`]).
+    pub fn with_s1(mut self, s1: S1Options) -> Self {
+        self.s1 = Some(Arc::new(s1));
+        self
+    }
+
+    /// The Sentinel-2 pixel column this source fills.
     pub fn pixel_column(&self) -> PixelColumn {
         let o = &self.options;
         PixelColumn { name: o.modality.name.into(), channels: o.modality.bands.len(), height: o.chip_size, width: o.chip_size }
     }
 
-    /// The schema of the batches.
-    pub fn schema(&self) -> SchemaRef {
-        schema::chip_schema(&[self.pixel_column()])
+    /// Every pixel column this source fills, in column order: the scene's modality, then the
+    /// Sentinel-1 modality when reading one.
+    pub fn pixel_columns(&self) -> Vec<PixelColumn> {
+        let mut columns = vec![self.pixel_column()];
+        columns.extend(self.s1.as_ref().map(|s1| s1.pixel_column(self.options.chip_size)));
+        columns
     }
 
-    /// Opens every band asset of `item` and works out its chip grid.
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        schema::chip_schema(&self.pixel_columns())
+    }
+
+    /// Opens every band asset of `item` and works out its chip grid (no Sentinel-1 companion).
     pub async fn open(&self, item: SceneItem) -> Result<OpenScene> {
+        self.open_pair(item.into()).await
+    }
+
+    /// Opens the scene of `pair` as [`SceneSource::open`] does, and its Sentinel-1 item when the
+    /// source reads one ([`SceneSource::with_s1`]) and the pair has one. Both share the
+    /// scene's request budget.
+    pub async fn open_pair(&self, pair: ScenePair) -> Result<OpenScene> {
+        let ScenePair { s2: item, s1 } = pair;
         let o = &self.options;
+        let budget = o.request_budget.map(|max| crate::limit::RequestBudget::new(item.id(), max));
         let mut bands = Vec::with_capacity(o.modality.bands.len());
         for band in o.modality.bands {
             let (key, href) = item.asset_href(band.asset_keys, &o.rewrites).ok_or_else(|| Error::MissingAsset {
@@ -101,10 +137,10 @@ impl SceneSource {
                 band: band.name.to_string(),
                 keys: band.asset_keys.iter().map(ToString::to_string).collect(),
             })?;
-            bands.push(open_asset(&item, key, href).await?);
+            bands.push(open_asset(&item, key, href, budget.as_ref()).await?);
         }
         let scl = match (o.cloud_mask, item.asset_href(S2_SCL.asset_keys, &o.rewrites)) {
-            (true, Some((key, href))) => Some(open_asset(&item, key, href).await?),
+            (true, Some((key, href))) => Some(open_asset(&item, key, href, budget.as_ref()).await?),
             _ => None,
         };
         // The finest band defines the grid; ties go to the first in band order.
@@ -127,19 +163,35 @@ impl SceneSource {
         }
         let grid = ChipGrid::new(info.width, info.height, o.chip_size, o.stride, o.edge)?;
         let transform = finest.transform;
-        Ok(OpenScene { bands, scl, transform, epsg, grid, proj: ToWgs84::new(epsg)?, item })
+        let s1 = match (&self.s1, &s1) {
+            (Some(options), Some(s1)) => Some(OpenS1::open(s1, options, budget.as_ref()).await?),
+            _ => None,
+        };
+        Ok(OpenScene { bands, scl, transform, epsg, grid, proj: ToWgs84::new(epsg)?, item, s1 })
     }
 
     /// Streams the chips of `items`, in order, one batch per chip row. Reading runs on a
     /// spawned task ahead of the consumer by at most `prefetch` batches.
+    ///
+    /// On a source that reads Sentinel-1 ([`SceneSource::with_s1`]) the items have no match:
+    /// use [`SceneSource::stream_pairs`].
     pub fn stream(&self, items: Vec<SceneItem>, prefetch: usize) -> ChipStream {
+        self.stream_pairs(items.into_iter().map(ScenePair::from).collect(), prefetch)
+    }
+
+    /// Streams the chips of each pair's Sentinel-2 scene as [`SceneSource::stream`] does, with
+    /// the pair's Sentinel-1 item in its own pixel column when the source reads one
+    /// ([`SceneSource::with_s1`]). A scene without a Sentinel-1 item then fails, named, when
+    /// [`S1Options::required`], and is otherwise skipped, its chips counted in the ledger under
+    /// [`NO_S1_MATCH`].
+    pub fn stream_pairs(&self, pairs: Vec<ScenePair>, prefetch: usize) -> ChipStream {
         let (tx, rx) = mpsc::channel(prefetch.max(1));
         let source = self.clone();
         tokio::spawn(async move {
-            for item in items {
-                let id = item.id().to_string();
+            for pair in pairs {
+                let id = pair.s2.id().to_string();
                 // A panic while reading one scene is that scene's failure, not a lost stream.
-                let result = std::panic::AssertUnwindSafe(source.send_scene(item, &tx))
+                let result = std::panic::AssertUnwindSafe(source.send_scene(pair, &tx))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|p| {
@@ -162,14 +214,28 @@ impl SceneSource {
         ChipStreamAdapter::new(self.schema(), stream.boxed()).boxed()
     }
 
-    async fn send_scene(&self, item: SceneItem, tx: &mpsc::Sender<RecordBatch>) -> Result<()> {
-        let scene = self.open(item).await?;
-        info!(scene = scene.item.id(), chips = scene.grid.len(), epsg = scene.epsg, "scene open");
+    async fn send_scene(&self, pair: ScenePair, tx: &mpsc::Sender<RecordBatch>) -> Result<()> {
+        let unmatched = self.s1.as_ref().filter(|_| pair.s1.is_none());
+        if unmatched.is_some_and(|s1| s1.required) {
+            return Err(Error::InvalidItem {
+                item: pair.s2.id().into(),
+                what: "no Sentinel-1 item matched, and the run requires one".into(),
+            });
+        }
+        let scene = self.open_pair(pair).await?;
         self.ledger.add_planned(scene.grid.len() as u64);
+        if unmatched.is_some() {
+            // Opened only to count its chips: the summary says how many were left out and why.
+            info!(scene = scene.item.id(), chips = scene.grid.len(), "scene skipped: {NO_S1_MATCH}");
+            self.ledger.add_skipped(NO_S1_MATCH, scene.grid.len() as u64);
+            return Ok(());
+        }
+        let s1 = scene.s1.as_ref().map(OpenS1::id);
+        info!(scene = scene.item.id(), s1, chips = scene.grid.len(), epsg = scene.epsg, "scene open");
         let schema = self.schema();
         let rows = scene.grid.row_offsets();
         for (row_idx, &ro) in rows.iter().enumerate() {
-            let next = rows.get(row_idx + 1).copied().unwrap_or(usize::MAX / 2);
+            let next = rows.get(row_idx + 1).copied();
             let batch = scene.read_chip_row(&schema, &self.options, row_idx, ro, next).await?;
             self.ledger.add_read(batch.num_rows() as u64);
             if tx.send(batch).await.is_err() {
@@ -180,9 +246,18 @@ impl SceneSource {
     }
 }
 
-async fn open_asset(item: &SceneItem, key: String, href: String) -> Result<BandAsset> {
+async fn open_asset(
+    item: &SceneItem,
+    key: String,
+    href: String,
+    budget: Option<&Arc<crate::limit::RequestBudget>>,
+) -> Result<BandAsset> {
     let asset_err = |source| Error::Asset { item: item.id().into(), asset: key.clone(), href: href.clone(), source };
-    let location = crate::store::open(&href, &item.base_dir)?;
+    let stores = crate::store::Stores::global();
+    let location = match budget {
+        Some(b) => stores.open_budgeted(&href, &item.base_dir, b)?,
+        None => stores.open(&href, &item.base_dir)?,
+    };
     let cog = Cog::open(&location).await.map_err(asset_err)?;
     let transform = cog.info().geo_transform().map_err(asset_err)?;
     Ok(BandAsset { key, href, cog, transform })
@@ -222,41 +297,56 @@ impl OpenScene {
         options: &SceneOptions,
         row_idx: usize,
         ro: usize,
-        next_ro: usize,
+        next_ro: Option<usize>,
     ) -> Result<RecordBatch> {
         let chip = options.chip_size;
         let cols = self.grid.col_offsets();
         let strip_w = cols.last().map_or(0, |c| c + chip);
         let strip_t = self.transform.offset(0.0, ro as f64);
         let method = options.modality.resampling;
-        let strips = futures::future::try_join_all(
+        let s2_strips = futures::future::try_join_all(
             self.bands.iter().map(|b| self.read_band(b, &strip_t, strip_w, chip, method)),
-        )
-        .await?;
+        );
+        let s1_chips = async {
+            match &self.s1 {
+                Some(s1) => s1.read_row(self.epsg, &self.transform, &cols, ro, chip).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (strips, s1_chips) = futures::future::try_join(s2_strips, s1_chips).await?;
         let scl = match &self.scl {
             Some(b) => Some(self.read_band(b, &strip_t, strip_w, chip, Resampling::Nearest).await?),
             None => None,
         };
         // Tiles above the next chip row will not be needed again.
-        let next_top = self.transform.apply(0.0, next_ro as f64).1;
+        let next_top = self.transform.apply(0.0, next_ro.unwrap_or(usize::MAX / 2) as f64).1;
         for b in self.bands.iter().chain(self.scl.iter()) {
             let (_, r) = b.transform.invert(0.0, next_top);
             b.cog.evict_above(r.max(0.0).floor() as usize);
+        }
+        if let Some(s1) = &self.s1 {
+            s1.retain_row(self.epsg, &self.transform, &cols, next_ro, chip)?;
         }
 
         let n = cols.len();
         let channels = strips.len();
         let mut pixels = Vec::with_capacity(n * channels * chip * chip);
+        let s1_channels = s1_chips.as_ref().and_then(|c| c.first()).map_or(0, Vec::len);
+        let mut s1_pixels = Vec::with_capacity(n * s1_channels * chip * chip);
         let mut valid = Vec::with_capacity(n);
         let mut cloud = Float32Builder::with_capacity(n);
         let mut transforms = Vec::with_capacity(n * 6);
         let mut geometry = BinaryBuilder::new();
         let mut bbox: [Vec<f64>; 4] = Default::default();
-        for &co in &cols {
+        for (col_idx, &co) in cols.iter().enumerate() {
             for strip in &strips {
                 for r in 0..chip {
                     pixels.extend_from_slice(&strip[r * strip_w + co..r * strip_w + co + chip]);
                 }
+            }
+            let s1 = s1_chips.as_ref().map(|c| &c[col_idx]);
+            for band in s1.into_iter().flatten() {
+                s1_pixels.extend_from_slice(band);
             }
             let mut n_valid = 0usize;
             let mut n_cloud = 0usize;
@@ -264,7 +354,8 @@ impl OpenScene {
             for r in 0..chip {
                 for c in 0..chip {
                     let i = r * strip_w + co + c;
-                    if strips.iter().all(|s| s[i].is_finite()) {
+                    let s1_valid = s1.is_none_or(|bands| bands.iter().all(|b| b[r * chip + c].is_finite()));
+                    if s1_valid && strips.iter().all(|s| s[i].is_finite()) {
                         n_valid += 1;
                         if let Some(scl) = &scl {
                             let v = scl[i];
@@ -322,7 +413,7 @@ impl OpenScene {
             bbox.into_iter().map(|v| Arc::new(Float64Array::from(v)) as ArrayRef).collect(),
             None,
         )?;
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(scene_id.finish()),
             Arc::new(collection.finish()),
             Arc::new(TimestampMicrosecondArray::from(vec![datetime.timestamp_micros(); n]).with_timezone("UTC")),
@@ -334,9 +425,12 @@ impl OpenScene {
             Arc::new(geometry.finish()),
             Arc::new(bbox_array),
             list(options.modality.name, Arc::new(Float32Array::from(pixels)))?,
-            Arc::new(Float32Array::from(valid)),
-            Arc::new(cloud.finish()),
         ];
+        if let Some(s1) = &self.s1 {
+            columns.push(list(s1.column(), Arc::new(Float32Array::from(s1_pixels)))?);
+        }
+        columns.push(Arc::new(Float32Array::from(valid)));
+        columns.push(Arc::new(cloud.finish()));
         debug_assert_eq!(columns.len(), fields.len());
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }

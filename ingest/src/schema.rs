@@ -42,7 +42,10 @@ pub const GEOMETRY: &str = "geometry";
 /// Geo: bounding box of [`GEOMETRY`] in degrees, `{xmin, ymin, xmax, ymax}` (Struct of
 /// Float64, not null); the GeoParquet 1.1 bbox covering column.
 pub const BBOX: &str = "bbox";
-/// Quality: fraction of the chip's pixels that have data in every band, 0..=1 (Float32).
+/// Quality: fraction of the chip's pixels that have data in every band of every pixel column,
+/// 0..=1 (Float32). With a Sentinel-1 column next to the Sentinel-2 one, a pixel that has
+/// Sentinel-2 data but no Sentinel-1 data (outside the swath, GRD border) is not valid: the
+/// model sees both modalities at once, so one threshold on this column filters for both.
 pub const VALID_FRACTION: &str = "valid_fraction";
 /// Quality: fraction of valid pixels classed as cloud, cloud shadow or cirrus by the scene
 /// classification layer, 0..=1; null when the scene has no such layer (Float32, nullable).

@@ -19,7 +19,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use terrastream::map::{self, MapConfig, RunOptions};
 use terrastream_ingest::item::SceneItem;
-use terrastream_ingest::{ChipLedger, ChipStreamAdapter, SceneSource};
+use terrastream_ingest::{ChipLedger, ChipStreamAdapter};
 use terrastream_operators::{BandStats, Embed, Normalize, Operator, QualityFilter};
 
 const ITEM_ID: &str = "S2A_29RKH_20200219_0_L2A";
@@ -88,7 +88,7 @@ dir = "{out}"
 async fn model_only(cfg: &MapConfig) -> (u64, f64) {
     let modality = map::modality(cfg).expect("modality");
     let ledger = Arc::new(ChipLedger::default());
-    let source = SceneSource::new(cfg.scene_options(modality), Arc::clone(&ledger)).expect("source");
+    let source = cfg.scene_source(modality, Arc::clone(&ledger)).expect("source");
     let items = cfg
         .source
         .items

@@ -31,6 +31,9 @@ enum Command {
         #[command(flatten)]
         run: MapArgs,
     },
+    /// SQL over the outputs (`terrastream sql "SELECT ..." --tables OUT`); without a query, an
+    /// interactive shell.
+    Sql(terrastream::sql::SqlArgs),
     /// Flood mapping: water masks from Sentinel-1/2.
     #[command(subcommand)]
     Flood(FloodCommand),
@@ -161,6 +164,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {failure}");
             }
             Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Sql(args) => {
+            terrastream::sql::run(&args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Flood(FloodCommand::Water(args)) => {
             let summary = terrastream::flood::water_cmd::water(&args).await?;

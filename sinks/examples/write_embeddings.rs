@@ -116,6 +116,7 @@ async fn main() -> Result<()> {
         edge: EdgePolicy::Snap,
         rewrites: vec![HrefRewrite { prefix: prefix.clone(), replace: format!("{assets}/") }],
         cloud_mask: false,
+        request_budget: None,
     };
     let source = SceneSource::new(options, Arc::clone(&ledger))?;
     let mut fields: Vec<_> = source.schema().fields().iter().map(|f| f.as_ref().clone()).collect();

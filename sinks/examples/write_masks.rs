@@ -55,6 +55,7 @@ async fn main() -> Result<()> {
         edge: EdgePolicy::Snap,
         rewrites: vec![HrefRewrite { prefix: prefix.clone(), replace: format!("{assets}/") }],
         cloud_mask: false,
+        request_budget: None,
     };
     let source = SceneSource::new(options, Arc::clone(&ledger))?;
     let item = SceneItem::from_path(&PathBuf::from(item))?;

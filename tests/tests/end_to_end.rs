@@ -9,3 +9,4 @@ mod ingest;
 mod map;
 mod model;
 mod sinks;
+mod sql;

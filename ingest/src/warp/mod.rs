@@ -143,6 +143,20 @@ pub async fn warp_cog_onto(cog: &Cog, band: usize, dst: &DstGrid, options: &Warp
     Ok(sample(&map, dst, &window, options.resampling))
 }
 
+/// The full-resolution source pixels `(col, row, width, height)` that [`warp_cog_onto`] reads
+/// to fill `dst`; `None` when the grid misses the image. For keeping a COG's tile cache to
+/// what the next warp needs ([`Cog::retain_windows`]).
+pub fn source_window_of(
+    cog: &Cog,
+    dst: &DstGrid,
+    options: &WarpOptions,
+) -> Result<Option<(isize, isize, usize, usize)>, CogError> {
+    let info = cog.info();
+    let source = SourceModel::of_cog(info, options.gcp_order)?;
+    let map = PixelMap::new(&source, dst.epsg, dst.transform, options.max_error_px)?;
+    Ok(source_window(&map, dst, info.width, info.height))
+}
+
 /// Warps an in-memory source raster in EPSG:`src_epsg` onto `dst`.
 pub fn warp_raster(src: &Raster, src_epsg: u32, dst: &DstGrid, options: &WarpOptions) -> Result<Raster, CogError> {
     check_resampling(options.resampling)?;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use terrastream_ingest::grid::EdgePolicy;
 use terrastream_ingest::item::HrefRewrite;
+use terrastream_ingest::sar::Radiometry;
 use terrastream_ingest::store::normalize;
 use terrastream_sinks::geoparquet::{EmbeddingEncoding, GeometryEncoding, Partitioning};
 
@@ -58,6 +59,8 @@ pub struct SourceConfig {
     pub max_cloud_cover: Option<f64>,
     /// Page size of STAC API searches.
     pub page_size: Option<u64>,
+    /// Most HTTP/S3 requests one scene may issue (headers and tiles); more fails the scene.
+    pub request_budget: Option<u64>,
     /// Modality to read: `S2L2A`.
     #[serde(default = "default_modality")]
     pub modality: String,
@@ -68,6 +71,71 @@ pub struct SourceConfig {
     /// to the config file.
     #[serde(default)]
     pub rewrite: Vec<HrefRewrite>,
+    /// Sentinel-1 read with every scene (`[source.s1]`): the model then takes both modalities.
+    pub s1: Option<S1SourceConfig>,
+}
+
+/// Where the Sentinel-1 acquisitions come from and how they are matched to the Sentinel-2
+/// scenes: the nearest in time within `max_days` whose bbox intersects the scene's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S1SourceConfig {
+    /// STAC item files (JSON) of Sentinel-1 acquisitions. Either this or `stac`.
+    #[serde(default)]
+    pub items: Vec<PathBuf>,
+    /// A STAC API root to search, over the selected scenes' bbox and dates +- `max_days`.
+    pub stac: Option<String>,
+    /// Collections to search (with `stac`), e.g. `["sentinel-1-grd"]`.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Page size of STAC API searches.
+    pub page_size: Option<u64>,
+    /// TerraMind modality and pixel-column name: `S1GRD` or `S1RTC`.
+    pub modality: S1Modality,
+    /// What the assets hold: `dn_amplitude`, `linear_power` or `db`. Default: `dn_amplitude`
+    /// for `S1GRD` (Earth Search GRD), `linear_power` for `S1RTC` (Planetary Computer RTC).
+    pub radiometry: Option<Radiometry>,
+    /// Largest time between the Sentinel-2 and the Sentinel-1 acquisition, in days.
+    #[serde(default = "default_max_days")]
+    pub max_days: f64,
+    /// A scene without a match fails its unit (`true`), or is skipped with the reason
+    /// "no Sentinel-1 match" (`false`, the default).
+    #[serde(default)]
+    pub required: bool,
+    /// Href prefix rewrites of the Sentinel-1 assets (as `source.rewrite`).
+    #[serde(default)]
+    pub rewrite: Vec<HrefRewrite>,
+}
+
+/// The Sentinel-1 modalities TerraMind takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum S1Modality {
+    /// Ground-range detected backscatter, dB.
+    #[serde(rename = "S1GRD")]
+    Grd,
+    /// Radiometrically terrain-corrected backscatter, dB.
+    #[serde(rename = "S1RTC")]
+    Rtc,
+}
+
+impl S1Modality {
+    /// The ingest band table.
+    pub fn bands(self) -> terrastream_ingest::bands::ModalityBands {
+        match self {
+            Self::Grd => terrastream_ingest::sar::S1GRD,
+            Self::Rtc => terrastream_ingest::sar::S1RTC,
+        }
+    }
+}
+
+impl S1SourceConfig {
+    /// `radiometry`, or the modality's usual one.
+    pub fn radiometry(&self) -> Radiometry {
+        self.radiometry.unwrap_or(match self.modality {
+            S1Modality::Grd => Radiometry::DnAmplitude,
+            S1Modality::Rtc => Radiometry::LinearPower,
+        })
+    }
 }
 
 /// Work units, scene selection and concurrency.
@@ -192,6 +260,9 @@ pub struct OutputConfig {
 fn default_modality() -> String {
     "S2L2A".into()
 }
+const fn default_max_days() -> f64 {
+    6.0
+}
 const fn yes() -> bool {
     true
 }
@@ -281,7 +352,8 @@ impl MapConfig {
         Ok(cfg)
     }
 
-    /// How the scene source cuts this config's scenes of `modality` into chips.
+    /// How scenes are read and chipped for `modality`: grid, edge policy, rewrites, cloud mask,
+    /// per-scene request budget.
     pub fn scene_options(&self, modality: terrastream_ingest::bands::ModalityBands) -> terrastream_ingest::SceneOptions {
         terrastream_ingest::SceneOptions {
             modality,
@@ -290,18 +362,45 @@ impl MapConfig {
             edge: self.grid.edge,
             rewrites: self.source.rewrite.clone(),
             cloud_mask: self.source.cloud_mask,
+            request_budget: self.source.request_budget,
         }
     }
 
-    /// The model this config runs on the pixel column of `modality`.
-    pub fn embed_config(&self, modality: &str) -> anyhow::Result<terrastream_operators::EmbedConfig> {
+    /// The scene source for `modality`, reading each scene's matched Sentinel-1 item as well
+    /// when `[source.s1]` is set.
+    pub fn scene_source(
+        &self,
+        modality: terrastream_ingest::bands::ModalityBands,
+        ledger: std::sync::Arc<terrastream_ingest::ChipLedger>,
+    ) -> anyhow::Result<terrastream_ingest::SceneSource> {
+        let mut source = terrastream_ingest::SceneSource::new(self.scene_options(modality), ledger)?;
+        if let Some(s1) = &self.source.s1 {
+            source = source.with_s1(terrastream_ingest::S1Options {
+                required: s1.required,
+                rewrites: s1.rewrite.clone(),
+                ..terrastream_ingest::S1Options::new(s1.modality.bands(), s1.radiometry())
+            });
+        }
+        Ok(source)
+    }
+
+    /// The pixel columns the model takes: `modality`, then the Sentinel-1 column when
+    /// `[source.s1]` is set.
+    pub fn pixel_columns(&self, modality: &'static str) -> Vec<&'static str> {
+        let mut columns = vec![modality];
+        columns.extend(self.source.s1.as_ref().map(|s1| s1.modality.bands().name));
+        columns
+    }
+
+    /// The model this config runs on the pixel columns of `modality` (and Sentinel-1).
+    pub fn embed_config(&self, modality: &'static str) -> anyhow::Result<terrastream_operators::EmbedConfig> {
         Ok(terrastream_operators::EmbedConfig {
             variant: self.model.variant.clone(),
             checkpoint: self.model.checkpoint.clone(),
             seed: self.model.seed,
             batch_size: self.model.batch_size,
             device: terrastream_operators::DeviceChoice::parse(&self.model.device)?,
-            columns: vec![modality.to_string()],
+            columns: self.pixel_columns(modality).iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -339,6 +438,16 @@ impl MapConfig {
                 s.max_cloud_cover
             );
         }
+        if let Some(s1) = &s.s1 {
+            match (s1.items.is_empty(), &s1.stac) {
+                (true, None) => bail!("source.s1: give `items` (STAC item files) or `stac` (a STAC API URL)"),
+                (false, Some(_)) => bail!("source.s1: `items` and `stac` exclude each other"),
+                _ => {}
+            }
+            if !(s1.max_days.is_finite() && s1.max_days >= 0.0) {
+                bail!("source.s1.max_days: a number of days >= 0, got {}", s1.max_days);
+            }
+        }
         if self.run.concurrency == 0 {
             bail!("run.concurrency: must be at least 1");
         }
@@ -371,13 +480,20 @@ impl MapConfig {
     fn resolve(&mut self, base: &Path) {
         let abs = |p: &PathBuf| normalize(&if p.is_absolute() { p.clone() } else { base.join(p) });
         self.source.items = self.source.items.iter().map(abs).collect();
-        for r in &mut self.source.rewrite {
-            if !r.replace.contains("://") && !Path::new(&r.replace).is_absolute() {
-                let dir = normalize(&base.join(&r.replace));
-                // Keep the trailing separator: the rewrite is a string prefix.
-                let sep = if r.replace.ends_with('/') { "/" } else { "" };
-                r.replace = format!("{}{sep}", dir.display());
+        let resolve_rewrites = |rewrites: &mut Vec<HrefRewrite>| {
+            for r in rewrites {
+                if !r.replace.contains("://") && !Path::new(&r.replace).is_absolute() {
+                    let dir = normalize(&base.join(&r.replace));
+                    // Keep the trailing separator: the rewrite is a string prefix.
+                    let sep = if r.replace.ends_with('/') { "/" } else { "" };
+                    r.replace = format!("{}{sep}", dir.display());
+                }
             }
+        };
+        resolve_rewrites(&mut self.source.rewrite);
+        if let Some(s1) = &mut self.source.s1 {
+            s1.items = s1.items.iter().map(abs).collect();
+            resolve_rewrites(&mut s1.rewrite);
         }
         self.source.aoi = self.source.aoi.as_ref().map(abs);
         self.model.checkpoint = self.model.checkpoint.as_ref().map(abs);
@@ -441,6 +557,14 @@ mod tests {
                 "[source]\nitems=['a.json']\n[output]\ndir='http://host/out'\n",
                 "output.dir",
             ),
+            (
+                "[source]\nitems=['a.json']\n[source.s1]\nmodality='S1GRD'\n[output]\ndir='out'\n",
+                "source.s1: give",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[source.s1]\nitems=['b.json']\nmodality='S1RTC'\nmax_days=-1\n[output]\ndir='out'\n",
+                "source.s1.max_days",
+            ),
         ];
         let ok: MapConfig = toml::from_str(base).expect("base config");
         ok.validate().expect("base config is valid");
@@ -462,5 +586,24 @@ mod tests {
         assert_eq!(cfg.source.rewrite[0].replace, "/etc/ts/data/");
         assert_eq!(cfg.output.dir, "/etc/ts/out");
         assert_eq!(cfg.grid.chip_size, 224);
+    }
+
+    #[test]
+    fn sentinel_1_table() {
+        let text = "[source]\nitems=['a.json']\n[source.s1]\nitems=['s1/b.json']\nmodality='S1RTC'\n\
+                    [[source.s1.rewrite]]\nprefix='https://x/'\nreplace='mirror/'\n[output]\ndir='out'\n";
+        let mut cfg: MapConfig = toml::from_str(text).expect("config");
+        cfg.resolve(Path::new("/etc/ts"));
+        cfg.validate().expect("valid");
+        let s1 = cfg.source.s1.expect("s1");
+        assert_eq!(s1.items[0], PathBuf::from("/etc/ts/s1/b.json"));
+        assert_eq!(s1.rewrite[0].replace, "/etc/ts/mirror/");
+        assert_eq!((s1.modality, s1.max_days, s1.required), (S1Modality::Rtc, 6.0, false));
+        assert_eq!(s1.radiometry(), Radiometry::LinearPower);
+        let err = toml::from_str::<MapConfig>(&text.replace("S1RTC", "S1SLC")).expect_err("unknown modality");
+        assert!(err.to_string().contains("S1SLC"), "{err}");
+        let grd: MapConfig =
+            toml::from_str(&text.replace("S1RTC", "S1GRD")).expect("config");
+        assert_eq!(grd.source.s1.expect("s1").radiometry(), Radiometry::DnAmplitude);
     }
 }

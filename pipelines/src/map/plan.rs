@@ -13,10 +13,11 @@ use serde::Serialize;
 use terrastream_ingest::bands::ModalityBands;
 use terrastream_ingest::grid::ChipGrid;
 use terrastream_ingest::item::SceneItem;
+use terrastream_ingest::pairing::nearest_s1;
 use terrastream_ingest::stac_api::{SearchParams, StacClient};
 use terrastream_ingest::store::RemoteOptions;
 
-use super::config::{MapConfig, Period, Selection};
+use super::config::{MapConfig, Period, S1SourceConfig, Selection};
 use super::shard::fnv1a;
 
 /// A closed or open time range (UTC).
@@ -100,6 +101,9 @@ pub struct PlannedScene {
     pub updated: Option<String>,
     /// Chips of the scene's grid, from the item's `proj:shape` (exact after `--exact`).
     pub chips: Option<u64>,
+    /// The Sentinel-1 item matched to the scene, when the run reads Sentinel-1 (`[source.s1]`)
+    /// and one matched.
+    pub s1: Option<SceneItem>,
 }
 
 /// One work unit: a grid tile in one period, and the scenes selected for it.
@@ -124,7 +128,8 @@ impl WorkUnit {
     }
 
     /// What the unit's output depends on: the run's settings and each scene's id and
-    /// `updated` time. A finished unit whose fingerprint changed is mapped again.
+    /// `updated` time, and those of its Sentinel-1 match. A finished unit whose fingerprint
+    /// changed (e.g. a Sentinel-1 acquisition published since, or reprocessed) is mapped again.
     pub fn fingerprint(&self, settings: &str) -> String {
         let mut text = settings.to_string();
         for s in &self.scenes {
@@ -132,6 +137,12 @@ impl WorkUnit {
             text.push_str(s.item.id());
             text.push('@');
             text.push_str(s.updated.as_deref().unwrap_or("-"));
+            if let Some(s1) = &s.s1 {
+                text.push_str(" + ");
+                text.push_str(s1.id());
+                text.push('@');
+                text.push_str(s1.item.properties.updated.as_deref().unwrap_or("-"));
+            }
         }
         format!("{:016x}", fnv1a(text.as_bytes()))
     }
@@ -234,8 +245,15 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
                 cloud_cover,
                 updated,
                 chips,
+                s1: None,
             },
         ));
+    }
+    if let Some(s1_cfg) = &cfg.source.s1 {
+        let candidates = s1_candidates(s1_cfg, &scenes, &mut rejected).await?;
+        for (_, scene) in &mut scenes {
+            scene.s1 = nearest_s1(&scene.item, &candidates, s1_cfg.max_days)?.cloned();
+        }
     }
     let scenes_found = scenes.len();
     let mut groups: BTreeMap<(String, String), Vec<PlannedScene>> = BTreeMap::new();
@@ -251,9 +269,13 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         scenes.sort_by(|a, b| a.datetime.cmp(&b.datetime).then_with(|| a.item.id().cmp(b.item.id())));
         scenes.dedup_by(|a, b| a.item.id() == b.item.id());
         if cfg.run.selection == Selection::LeastCloudy {
+            // With Sentinel-1, a scene that has a match beats any that has none.
             let best = scenes.iter().min_by(|a, b| {
                 let (ca, cb) = (a.cloud_cover.unwrap_or(100.0), b.cloud_cover.unwrap_or(100.0));
-                ca.total_cmp(&cb)
+                let unmatched = |s: &PlannedScene| cfg.source.s1.is_some() && s.s1.is_none();
+                unmatched(a)
+                    .cmp(&unmatched(b))
+                    .then_with(|| ca.total_cmp(&cb))
                     .then_with(|| b.datetime.cmp(&a.datetime))
                     .then_with(|| a.item.id().cmp(b.item.id()))
             });
@@ -297,6 +319,58 @@ pub fn period_key(period: Period, t: DateTime<Utc>) -> String {
     }
 }
 
+/// The Sentinel-1 items the scenes are paired from: `[source.s1]`'s item files, or a search of
+/// its STAC API over the scenes' bbox and dates widened by `max_days`. Unreadable item files
+/// go to `rejected`.
+async fn s1_candidates(
+    s1: &S1SourceConfig,
+    scenes: &[(String, PlannedScene)],
+    rejected: &mut Vec<String>,
+) -> Result<Vec<SceneItem>> {
+    let Some(url) = &s1.stac else {
+        let mut items = Vec::new();
+        for path in &s1.items {
+            match SceneItem::from_path(path) {
+                Ok(item) => items.push(item),
+                Err(e) => rejected.push(format!("source.s1: {}", terrastream_ingest::scene::error_chain(&e))),
+            }
+        }
+        return Ok(items);
+    };
+    let mut bbox: Option<[f64; 4]> = None;
+    let mut times: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    for (_, s) in scenes {
+        if let Some(b) = s.item.item.bbox {
+            let b = [b.xmin(), b.ymin(), b.xmax(), b.ymax()];
+            bbox = Some(bbox.map_or(b, |a| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]));
+        }
+        times = Some(times.map_or((s.datetime, s.datetime), |(a, b)| (a.min(s.datetime), b.max(s.datetime))));
+    }
+    let (Some(bbox), Some((first, last))) = (bbox, times) else {
+        return Ok(Vec::new());
+    };
+    let slack = chrono::Duration::milliseconds((s1.max_days * 86_400_000.0) as i64);
+    let range = DateRange {
+        start: Some(first - slack),
+        end: Some(last + slack),
+    };
+    // Scenes across the antimeridian give a bbox whose west > east: search the whole band.
+    let bbox = if bbox[0] > bbox[2] {
+        [-180.0, bbox[1], 180.0, bbox[3]]
+    } else {
+        bbox
+    };
+    let params = SearchParams {
+        collections: s1.collections.clone(),
+        bbox: Some(bbox),
+        datetime: Some(range.to_stac()),
+        limit: s1.page_size,
+        ..Default::default()
+    }
+    .sort_by("properties.datetime,id");
+    search_items(url, &params).await.context("source.s1.stac")
+}
+
 async fn search(cfg: &MapConfig, url: &str, range: Option<&DateRange>, aoi: Option<&Aoi>) -> Result<Vec<SceneItem>> {
     let filter = cfg
         .source
@@ -316,8 +390,13 @@ async fn search(cfg: &MapConfig, url: &str, range: Option<&DateRange>, aoi: Opti
         ..Default::default()
     }
     .sort_by("properties.datetime,id");
+    search_items(url, &params).await
+}
+
+/// Every item a STAC API search returns, following its pages.
+async fn search_items(url: &str, params: &SearchParams) -> Result<Vec<SceneItem>> {
     let client = StacClient::new(url, RemoteOptions::default()).with_context(|| format!("source.stac {url}"))?;
-    let mut stream = Box::pin(client.search(&params, None));
+    let mut stream = Box::pin(client.search(params, None));
     let mut items = Vec::new();
     let base = std::env::current_dir().unwrap_or_default();
     while let Some(item) = stream.next().await {
@@ -456,6 +535,46 @@ mod tests {
         assert_eq!(day.to_stac(), "2020-02-19T00:00:00.000000Z/2020-02-19T23:59:59.999999Z");
         assert!(DateRange::parse("2020-03-01/2020-02-01").is_err());
         assert!(DateRange::parse("yesterday").is_err());
+    }
+
+    fn scene(id: &str, updated: Option<&str>) -> SceneItem {
+        let value = serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": id, "geometry": null, "bbox": [0, 0, 1, 1],
+            "properties": {"datetime": "2020-02-19T11:00:00Z", "updated": updated}, "links": [], "assets": {},
+        });
+        SceneItem {
+            item: serde_json::from_value(value).expect("item"),
+            base_dir: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_sentinel_1_match_is_part_of_the_fingerprint() {
+        let unit = |s1: Option<SceneItem>| WorkUnit {
+            id: "T_2020-02".into(),
+            tile: "T".into(),
+            period: "2020-02".into(),
+            scenes: vec![PlannedScene {
+                item: scene("S2", Some("2020-02-20T00:00:00Z")),
+                datetime: t("2020-02-19T11:00:00Z"),
+                cloud_cover: None,
+                updated: Some("2020-02-20T00:00:00Z".into()),
+                chips: None,
+                s1,
+            }],
+            candidates: 1,
+        };
+        let alone = unit(None).fingerprint("{}");
+        let matched = unit(Some(scene("S1", Some("2020-02-21T00:00:00Z")))).fingerprint("{}");
+        let reprocessed = unit(Some(scene("S1", Some("2020-03-01T00:00:00Z")))).fingerprint("{}");
+        let other = unit(Some(scene("S1-other", Some("2020-02-21T00:00:00Z")))).fingerprint("{}");
+        let all = [&alone, &matched, &reprocessed, &other];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(matched, unit(Some(scene("S1", Some("2020-02-21T00:00:00Z")))).fingerprint("{}"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
-use terrastream_ingest::{ChipLedger, LedgerSnapshot, SceneSource};
+use terrastream_ingest::{ChipLedger, LedgerSnapshot, ScenePair};
 use terrastream_operators::{BandStats, Embed, Normalize, Operator, QualityFilter};
 use terrastream_sinks::GeoParquetConfig;
 use tracing::{info, warn};
@@ -153,7 +153,8 @@ impl std::fmt::Display for MapSummary {
 struct Stages {
     cfg: MapConfig,
     modality: ModalityBands,
-    normalize: Normalize,
+    /// One per pixel column: Sentinel-2, then Sentinel-1 when the run reads it.
+    normalize: Vec<Normalize>,
     embed: Embed,
     out: OutputStore,
     manifest: Manifest,
@@ -180,6 +181,12 @@ fn settings(cfg: &MapConfig) -> String {
         "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
         "partitioning": format!("{:?}", cfg.output.partitioning),
         "period": cfg.run.period,
+        "s1": cfg.source.s1.as_ref().map(|s1| serde_json::json!({
+            "modality": s1.modality,
+            "radiometry": s1.radiometry(),
+            "max_days": s1.max_days,
+            "required": s1.required,
+        })),
     })
     .to_string()
 }
@@ -244,9 +251,12 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
     let scenes: usize = todo.iter().map(|(u, _)| u.scenes.len()).sum();
     if !todo.is_empty() {
         // Build every shared stage before reading anything: a bad checkpoint fails here.
-        let stats = BandStats::terramind_v1(modality.name)
-            .with_context(|| format!("no TerraMind statistics for {}", modality.name))?;
-        let normalize = Normalize::new(modality.name, stats)?;
+        let mut normalize = Vec::new();
+        for column in cfg.pixel_columns(modality.name) {
+            let stats = BandStats::terramind_v1(column)
+                .with_context(|| format!("no TerraMind statistics for {column}"))?;
+            normalize.push(Normalize::new(column, stats)?);
+        }
         let embed_cfg = cfg.embed_config(modality.name)?;
         let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
         let stages = Arc::new(Stages {
@@ -414,7 +424,7 @@ async fn map_unit(stages: &Stages, unit: WorkUnit, previous: Option<UnitRecord>)
 /// The unit's scenes through the stages into GeoParquet; returns the committed files.
 async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -> Result<Vec<std::path::PathBuf>> {
     let cfg = &stages.cfg;
-    let source = SceneSource::new(cfg.scene_options(stages.modality), Arc::clone(&ledger))?;
+    let source = cfg.scene_source(stages.modality, Arc::clone(&ledger))?;
     let filter = QualityFilter::new(
         cfg.filter.min_valid_fraction,
         cfg.filter.max_cloud_fraction,
@@ -429,10 +439,18 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
     // One file per unit (per partition): a unit mapped again replaces exactly its files.
     sink_cfg.work_unit = Some(unit.id.clone());
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
-    let items = unit.scenes.iter().map(|s| s.item.clone()).collect();
-    let stream = source.stream(items, 2);
-    let stream = filter.apply(stream)?;
-    let stream = stages.normalize.apply(stream)?;
+    let pairs = unit
+        .scenes
+        .iter()
+        .map(|s| ScenePair {
+            s2: s.item.clone(),
+            s1: s.s1.clone(),
+        })
+        .collect();
+    let mut stream = filter.apply(source.stream_pairs(pairs, 2))?;
+    for normalize in &stages.normalize {
+        stream = normalize.apply(stream)?;
+    }
     let stream = stages.embed.apply(stream)?;
     let report = sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     // The STAC items of the files are outputs too; the collection is rebuilt per unit.

@@ -5,6 +5,7 @@
 //! every pixel is real.
 
 mod crash;
+mod s1;
 mod shards;
 
 use std::path::{Path, PathBuf};
