@@ -39,7 +39,16 @@ pub fn built_workspace() -> &'static Path {
             args.push("--release");
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(&args).current_dir(repo_root()).status().expect("run cargo test --no-run");
+        // The enclosing cargo put `.cargo/config.toml`'s [env] LIBTORCH into this process's
+        // environment. Passed on, it would reach the inner cargo as a real environment variable
+        // instead of the config's value, which changes every unit's fingerprint and rebuilds the
+        // whole workspace (DataFusion and tch included) a second time.
+        let status = Command::new(cargo)
+            .args(&args)
+            .env_remove("LIBTORCH")
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo test --no-run");
         assert!(status.success(), "cargo {} failed", args.join(" "));
         dir
     })
