@@ -116,6 +116,10 @@ pub enum Error {
         /// Which part is missing: "an encoder embedding", "a TiM decoder", ...
         what: &'static str,
     },
+    /// TerraMind v1 has no tokenizer for this modality (there are tokenizers for S2L2A, S1GRD,
+    /// S1RTC, DEM, NDVI and LULC).
+    #[error("TerraMind v1 has no tokenizer for modality {0}")]
+    NoTokenizer(String),
     /// An unknown variant name (expected tiny, small, base or large).
     #[error("unknown TerraMind variant {0:?} (expected tiny, small, base or large)")]
     UnknownVariant(String),

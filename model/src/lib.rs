@@ -19,6 +19,9 @@
 //!   (`tests/data/make_state_dict.py`).
 //! - Random weights and TiM sampling use a seeded generator of this crate, not libtorch's global
 //!   one, so results are reproducible with several models or threads.
+//! - [`Tokenizer`]: the v1 tokenizers (`terramind_v1_tokenizer_<m>`): chips to FSQ token ids
+//!   for S2L2A, S1GRD, S1RTC, DEM, NDVI and LULC, and for LULC ids back to a class map. Key tree
+//!   and parity fixtures: `tests/data/make_tokenizer_fixtures.py`.
 //! - Feature `hub` adds [`fetch_weights`](crate) (download of the official checkpoints with
 //!   `curl`); it is off by default and no test uses it.
 //!
@@ -50,6 +53,7 @@ mod rng;
 mod sampling;
 mod terramind;
 mod tim;
+mod tokenizer;
 mod torch_zip;
 mod weights;
 
@@ -62,4 +66,5 @@ pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};
 pub use terramind::TerraMind;
 pub use tim::{TimConfig, TimOutput};
+pub use tokenizer::{LULC_CLASSES, Tokenizer, TokenizerConfig, TokenizerParts};
 pub use weights::read_tensors;

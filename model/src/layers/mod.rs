@@ -3,6 +3,7 @@
 
 mod attention;
 mod block;
+mod conv;
 mod decoder_block;
 mod linear;
 mod mlp;
@@ -10,6 +11,7 @@ mod norm;
 
 pub(crate) use attention::{Attention, CrossAttention};
 pub(crate) use block::Block;
+pub(crate) use conv::Conv2d;
 pub(crate) use decoder_block::DecoderBlock;
 pub(crate) use linear::Linear;
 pub(crate) use mlp::Mlp;

@@ -1,0 +1,469 @@
+//! TerraMind v1 tokenizers (terratorch 1.2.11, `terramind_v1_tokenizer_<m>`): a ViT encoder,
+//! the 1x1 `quant_proj` to L latent channels and finite scalar quantisation (FSQ) turn a chip
+//! into one token id per 16 x 16 patch, the ids TerraMind's token modalities and TiM use. For
+//! LULC, a VQ-VAE, the ViT decoder turns ids back into a class map.
+//!
+//! Key tree (the `state_dict()` of the reference `VQVAE` / `DiVAE`, as in the official
+//! `TerraMind_Tokenizer_<M>.pt`): `encoder.{pos_emb, proj, blocks.<i>, norm_mlp, post_mlp}`,
+//! `quant_proj`, and for LULC `post_quant_proj`, `decoder.{pos_emb, blocks.<i>, norm_mlp,
+//! post_mlp, out_proj}`. The DiVAE tokenizers' diffusion decoders (`decoder.*` of S2L2A, S1GRD,
+//! S1RTC, DEM, NDVI) are not ported; their keys are ignored.
+
+mod fsq;
+mod vit;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor, nn};
+
+use crate::layers::Conv2d;
+use crate::rng::Rng;
+use crate::terramind::output;
+use crate::{Config, Error, MlpKind, Modality, Result, weights};
+use fsq::Fsq;
+use vit::{VitDecoder, VitEncoder};
+
+/// Number of LULC classes: the LULC tokenizer's input channels (one-hot) and output channels.
+pub const LULC_CLASSES: i64 = 10;
+
+/// Hyper-parameters of one tokenizer, mirroring the reference builder's arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizerConfig {
+    /// The modality tokenized: `S2L2A`, `S1GRD`, `S1RTC`, `DEM`, `NDVI` (raw bands in) or `LULC`
+    /// (class map in).
+    pub modality: Modality,
+    /// Input channels; for LULC the number of classes (the input is one-hot encoded).
+    pub channels: i64,
+    /// FSQ levels per latent channel (`codebook_size` `"8-8-8-6-5"` -> `[8, 8, 8, 6, 5]`); their
+    /// product is the vocabulary size.
+    pub levels: Vec<i64>,
+    /// Token width D of the ViTs.
+    pub dim: i64,
+    /// Encoder blocks.
+    pub encoder_depth: usize,
+    /// Decoder blocks of the ViT decoder (LULC); `None` for the diffusion-decoder tokenizers.
+    pub decoder_depth: Option<usize>,
+    /// Attention heads.
+    pub num_heads: i64,
+    /// Hidden width of the block MLPs and the post-MLP (4D).
+    pub mlp_hidden: i64,
+    /// Whether the ViTs end with the residual tanh post-MLP (`norm_mlp`, `post_mlp`).
+    pub post_mlp: bool,
+    /// Patch size in pixels.
+    pub patch_size: i64,
+    /// Image size of the stored `pos_emb` grids (256: a 16 x 16 grid).
+    pub image_size: i64,
+}
+
+impl TokenizerConfig {
+    /// The official v1 tokenizer of `modality` (ViT-B encoder, D 768, 12 blocks, 12 heads; image
+    /// size 256; FSQ `8-8-8-6-5`, LULC `7-5-5-5-5` with a ViT-B decoder). The tokenised
+    /// modalities (`TokS2L2A`, …) name the same tokenizer as their raw ones.
+    pub fn v1(modality: Modality) -> Result<Self> {
+        let (modality, channels) = match modality {
+            Modality::S2L2A | Modality::TokS2L2A => (Modality::S2L2A, 12),
+            Modality::S1GRD | Modality::TokS1GRD => (Modality::S1GRD, 2),
+            Modality::S1RTC | Modality::TokS1RTC => (Modality::S1RTC, 2),
+            Modality::DEM | Modality::TokDEM => (Modality::DEM, 1),
+            Modality::NDVI => (Modality::NDVI, 1),
+            Modality::LULC => (Modality::LULC, LULC_CLASSES),
+            other => return Err(Error::NoTokenizer(other.name().to_string())),
+        };
+        let lulc = modality == Modality::LULC;
+        Ok(TokenizerConfig {
+            modality,
+            channels,
+            levels: if lulc { vec![7, 5, 5, 5, 5] } else { vec![8, 8, 8, 6, 5] },
+            dim: 768,
+            encoder_depth: 12,
+            decoder_depth: lulc.then_some(12),
+            num_heads: 12,
+            mlp_hidden: 4 * 768,
+            post_mlp: true,
+            patch_size: 16,
+            image_size: 256,
+        })
+    }
+
+    /// The same tokenizer at another width and depth (encoder and decoder), e.g. for small test
+    /// models.
+    pub fn with_size(mut self, dim: i64, depth: usize, num_heads: i64) -> Self {
+        self.dim = dim;
+        self.encoder_depth = depth;
+        self.decoder_depth = self.decoder_depth.map(|_| depth);
+        self.num_heads = num_heads;
+        self.mlp_hidden = 4 * dim;
+        self
+    }
+
+    /// The token modality the ids belong to (`TokS2L2A` for S2L2A, `LULC` for LULC, …).
+    pub fn token_modality(&self) -> Modality {
+        match self.modality {
+            Modality::S2L2A => Modality::TokS2L2A,
+            Modality::S1GRD => Modality::TokS1GRD,
+            Modality::S1RTC => Modality::TokS1RTC,
+            Modality::DEM => Modality::TokDEM,
+            other => other,
+        }
+    }
+
+    /// Number of token ids: the product of the levels.
+    pub fn vocab_size(&self) -> i64 {
+        self.levels.iter().product()
+    }
+
+    /// Checks the values the layers rely on.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |what: &str| Err(Error::Config(format!("tokenizer {}: {what}", self.modality.name())));
+        if self.dim <= 0 || self.dim % 4 != 0 || self.num_heads <= 0 || self.dim % self.num_heads != 0 {
+            return fail("dim must be a positive multiple of 4 and of num_heads");
+        }
+        if self.levels.is_empty() || self.levels.iter().any(|&l| l < 2) {
+            return fail("FSQ levels must be non-empty, each at least 2");
+        }
+        if self.channels <= 0 || self.mlp_hidden <= 0 || self.encoder_depth == 0 {
+            return fail("channels, mlp_hidden and encoder_depth must be positive");
+        }
+        if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
+            return fail("image_size must be a multiple of a positive patch_size");
+        }
+        Ok(())
+    }
+
+    /// The block hyper-parameters in the form the shared layers take.
+    fn vit(&self) -> Config {
+        Config {
+            dim: self.dim,
+            encoder_depth: self.encoder_depth,
+            decoder_depth: self.decoder_depth.unwrap_or(0),
+            num_heads: self.num_heads,
+            mlp: MlpKind::Gelu,
+            mlp_hidden: self.mlp_hidden,
+            qkv_bias: true,
+            proj_bias: true,
+            mlp_bias: true,
+            patch_size: self.patch_size,
+            image_size: self.image_size,
+            layer_norm_eps: 1e-6,
+        }
+    }
+}
+
+/// Which halves of a tokenizer to build and load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerParts {
+    /// Encoder, `quant_proj` and FSQ: chips to ids.
+    Encoder,
+    /// `post_quant_proj` and the ViT decoder: ids to outputs (LULC only).
+    Decoder,
+    /// Both.
+    Both,
+}
+
+/// `post_quant_proj` and `decoder.*`.
+#[derive(Debug)]
+struct Decoder {
+    post_quant_proj: Conv2d,
+    vit: VitDecoder,
+}
+
+/// One TerraMind v1 tokenizer, with weights named as the official checkpoint's keys.
+///
+/// All methods run under `tch::no_grad`, take tensors on any device (moved to the model's) and
+/// return CPU tensors.
+///
+/// ```no_run
+/// use tch::Device;
+/// use terrastream_model::{Modality, Tokenizer, TokenizerConfig, TokenizerParts};
+///
+/// let cfg = TokenizerConfig::v1(Modality::LULC)?;
+/// let lulc = Tokenizer::load(&cfg, TokenizerParts::Decoder, "TerraMind_Tokenizer_LULC.pt", Device::Cpu)?;
+/// let ids = tch::Tensor::zeros([1, 14, 14], (tch::Kind::Int64, Device::Cpu)); // e.g. from TiM
+/// let classes = lulc.decode_classes(&ids)?; // [1, 224, 224] uint8, classes 0..10
+/// # Ok::<(), terrastream_model::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Tokenizer {
+    vs: nn::VarStore,
+    cfg: TokenizerConfig,
+    fsq: Fsq,
+    encoder: Option<(VitEncoder, Conv2d)>,
+    decoder: Option<Decoder>,
+}
+
+impl Tokenizer {
+    fn build(cfg: &TokenizerConfig, parts: TokenizerParts, device: Device) -> Result<Self> {
+        cfg.validate()?;
+        let vit = cfg.vit();
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let latent = cfg.levels.len() as i64;
+        let encoder = match parts {
+            TokenizerParts::Decoder => None,
+            _ => Some((
+                VitEncoder::new(
+                    &(&root / "encoder"),
+                    &vit,
+                    cfg.channels,
+                    cfg.encoder_depth,
+                    cfg.post_mlp,
+                )?,
+                Conv2d::new(&(&root / "quant_proj"), cfg.dim, latent, 1)?,
+            )),
+        };
+        let decoder = match (parts, cfg.decoder_depth) {
+            (TokenizerParts::Encoder, _) => None,
+            (_, Some(depth)) => Some(Decoder {
+                post_quant_proj: Conv2d::new(&(&root / "post_quant_proj"), latent, cfg.dim, 1)?,
+                vit: VitDecoder::new(&(&root / "decoder"), &vit, cfg.channels, depth, cfg.post_mlp)?,
+            }),
+            (_, None) => return Err(not_built(cfg, "a ported decoder (only LULC has one)")),
+        };
+        Ok(Tokenizer {
+            vs,
+            cfg: cfg.clone(),
+            fsq: Fsq::new(&cfg.levels),
+            encoder,
+            decoder,
+        })
+    }
+
+    /// Loads `parts` of the tokenizer from a `.safetensors` file or a `torch.save` state dict
+    /// (`.pt`, …) such as the official `TerraMind_Tokenizer_<M>.pt`. Only the keys needed are
+    /// read; fails with [`Error::Checkpoint`] listing every missing and mis-shaped key.
+    pub fn load(cfg: &TokenizerConfig, parts: TokenizerParts, path: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let model = Tokenizer::build(cfg, parts, device)?;
+        let keys: HashSet<String> = model.keys().into_iter().collect();
+        let tensors = weights::read_checkpoint(path.as_ref(), &|k| keys.contains(k))?;
+        weights::fill(&model.vs, &tensors, path.as_ref())?;
+        Ok(model)
+    }
+
+    /// A tokenizer with seeded random weights (Linear and conv weights N(0, 1/fan_in), biases
+    /// N(0, 0.05²), LayerNorm weights 1 + N(0, 0.1²), `pos_emb` the 2-D sin-cos table), for
+    /// benchmarks and tests that do not need the official weights.
+    pub fn random(cfg: &TokenizerConfig, parts: TokenizerParts, seed: u64, device: Device) -> Result<Self> {
+        let model = Tokenizer::build(cfg, parts, device)?;
+        let mut rng = Rng::new(seed);
+        let g = cfg.image_size / cfg.patch_size;
+        tch::no_grad(|| {
+            for (name, mut var) in weights::named_tensors(&model.vs) {
+                let shape = var.size();
+                let n: i64 = shape.iter().product();
+                let (mean, std) = match name.rsplit('.').next().unwrap_or("") {
+                    "pos_emb" => {
+                        let table = crate::embedding::sincos_table(g, cfg.dim)
+                            .f_reshape([1, g, g, cfg.dim])?
+                            .f_permute([0, 3, 1, 2])?;
+                        var.f_copy_(&table)?;
+                        continue;
+                    }
+                    "weight" if name.contains("norm") => (1.0, 0.1),
+                    "bias" => (0.0, 0.05),
+                    _ => (0.0, 1.0 / (shape.iter().skip(1).product::<i64>().max(1) as f64).sqrt()),
+                };
+                let v: Vec<f32> = (0..n).map(|_| (mean + std * rng.normal()) as f32).collect();
+                var.f_copy_(&Tensor::from_slice(&v).f_reshape(&shape)?)?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        Ok(model)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TokenizerConfig {
+        &self.cfg
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The checkpoint keys this tokenizer reads, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        weights::named_tensors(&self.vs).into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The checkpoint keys that [`Tokenizer::load`] reads for `cfg` and `parts`, with the shapes
+    /// it needs, sorted by key. Nothing is read; the variables are built (zeros) on the CPU.
+    pub fn key_shapes(cfg: &TokenizerConfig, parts: TokenizerParts) -> Result<Vec<(String, Vec<i64>)>> {
+        let model = Tokenizer::build(cfg, parts, Device::Cpu)?;
+        Ok(weights::named_tensors(&model.vs)
+            .into_iter()
+            .map(|(k, t)| (k, t.size()))
+            .collect())
+    }
+
+    /// The FSQ latents before rounding, `[B, L, H/16, W/16]` float32 (the `quant_proj` output).
+    ///
+    /// Input: a float `[B, C, H, W]` chip, standardized as for the TerraMind encoder, H and W
+    /// multiples of 16. For LULC either class ids `[B, H, W]` / `[B, 1, H, W]` (any integer kind,
+    /// values `0..10`) or a float one-hot `[B, 10, H, W]`.
+    pub fn latents(&self, x: &Tensor) -> Result<Tensor> {
+        output(self.latents_on_device(x)?)
+    }
+
+    /// Token ids `[B, H/16, W/16]` int64 in `0..vocab_size`, row-major over the token grid: what
+    /// the reference's `tokenize` gives. Input as for [`Tokenizer::latents`].
+    pub fn tokenize(&self, x: &Tensor) -> Result<Tensor> {
+        let latents = self.latents_on_device(x)?;
+        output(tch::no_grad(|| self.fsq.quantize(&latents))?)
+    }
+
+    fn latents_on_device(&self, x: &Tensor) -> Result<Tensor> {
+        let (encoder, quant_proj) = self
+            .encoder
+            .as_ref()
+            .ok_or_else(|| not_built(&self.cfg, "an encoder"))?;
+        let x = self.prepare(x)?;
+        tch::no_grad(|| quant_proj.forward(&encoder.forward(&x)?))
+    }
+
+    /// Decoder outputs `[B, C, 16h, 16w]` float32 for ids `[B, h, w]` (any integer kind, values
+    /// in `0..vocab_size`): for LULC the logits of the 10 classes.
+    pub fn decode_logits(&self, ids: &Tensor) -> Result<Tensor> {
+        output(self.decode_on_device(ids)?)
+    }
+
+    /// The LULC class map `[B, 16h, 16w]` uint8 (values `0..10`) for ids `[B, h, w]`: the argmax
+    /// of [`Tokenizer::decode_logits`] over the classes. This is the whole "ids -> map" step of
+    /// LULC generation.
+    pub fn decode_classes(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.cfg.modality != Modality::LULC {
+            return Err(not_built(&self.cfg, "a class-map decoder (LULC only)"));
+        }
+        let logits = self.decode_on_device(ids)?;
+        output(tch::no_grad(|| logits.f_argmax(1, false)?.f_to_kind(Kind::Uint8))?)
+    }
+
+    fn decode_on_device(&self, ids: &Tensor) -> Result<Tensor> {
+        let decoder = self.decoder.as_ref().ok_or_else(|| not_built(&self.cfg, "a decoder"))?;
+        let ids = self.check_ids(ids)?;
+        tch::no_grad(|| {
+            let codes = self.fsq.codes(&ids)?;
+            decoder.vit.forward(&decoder.post_quant_proj.forward(&codes)?)
+        })
+    }
+
+    /// Integer `[B, h, w]` ids in range, as int64 on the model's device.
+    fn check_ids(&self, ids: &Tensor) -> Result<Tensor> {
+        let vocab = self.fsq.codebook_size();
+        let expected = format!("integer token ids B x h x w in 0..{vocab}");
+        if ids.dim() != 3 || ids.is_floating_point() || ids.numel() == 0 {
+            return Err(input_err(&self.cfg, &expected, ids));
+        }
+        let ids = ids.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
+        let (lo, hi) = (ids.f_min()?.int64_value(&[]), ids.f_max()?.int64_value(&[]));
+        if lo < 0 || hi >= vocab {
+            return Err(input_err(&self.cfg, &expected, &ids));
+        }
+        Ok(ids)
+    }
+
+    /// The encoder input as a float `[B, C, H, W]` on the model's device; LULC class ids one-hot.
+    fn prepare(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.cfg.channels;
+        let size = x.size();
+        let lulc = self.cfg.modality == Modality::LULC;
+        let class_ids = lulc && !x.is_floating_point() && (size.len() == 3 || (size.len() == 4 && size[1] == 1));
+        let x = if class_ids {
+            let expected = format!("class ids B x H x W in 0..{c}");
+            if x.numel() == 0 {
+                return Err(input_err(&self.cfg, &expected, x));
+            }
+            let ids = x.f_to_kind(Kind::Int64)?.f_to_device(self.device())?;
+            let ids = if ids.dim() == 4 { ids.f_squeeze_dim(1)? } else { ids };
+            let (lo, hi) = (ids.f_min()?.int64_value(&[]), ids.f_max()?.int64_value(&[]));
+            if lo < 0 || hi >= c {
+                return Err(input_err(&self.cfg, &expected, x));
+            }
+            ids.f_one_hot(c)?.f_permute([0, 3, 1, 2])?.f_to_kind(Kind::Float)?
+        } else {
+            if size.len() != 4 || size[1] != c || !x.is_floating_point() {
+                let what = if lulc {
+                    format!("integer class ids B x H x W or a float one-hot B x {c} x H x W")
+                } else {
+                    format!("a float B x {c} x H x W image")
+                };
+                return Err(input_err(&self.cfg, &what, x));
+            }
+            x.f_to_kind(Kind::Float)?.f_to_device(self.device())?
+        };
+        let (_, _, h, w) = x.size4()?;
+        let p = self.cfg.patch_size;
+        if h <= 0 || w <= 0 || h % p != 0 || w % p != 0 {
+            return Err(Error::ChipSize { h, w });
+        }
+        Ok(x)
+    }
+}
+
+fn not_built(cfg: &TokenizerConfig, what: &'static str) -> Error {
+    Error::NotBuilt {
+        modality: format!("{} (tokenizer)", cfg.modality.name()),
+        what,
+    }
+}
+
+fn input_err(cfg: &TokenizerConfig, expected: &str, t: &Tensor) -> Error {
+    Error::InputShape {
+        modality: format!("{} (tokenizer)", cfg.modality.name()),
+        expected: expected.to_string(),
+        found: t.size(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabularies_match_the_token_modalities() -> Result<()> {
+        for m in [
+            Modality::S2L2A,
+            Modality::S1GRD,
+            Modality::S1RTC,
+            Modality::DEM,
+            Modality::NDVI,
+            Modality::LULC,
+        ] {
+            let cfg = TokenizerConfig::v1(m)?;
+            assert_eq!(Some(cfg.vocab_size()), cfg.token_modality().vocab_size(), "{m:?}");
+            cfg.validate()?;
+        }
+        assert!(matches!(TokenizerConfig::v1(Modality::RGB), Err(Error::NoTokenizer(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() -> Result<()> {
+        let cfg = TokenizerConfig::v1(Modality::LULC)?.with_size(8, 1, 2);
+        let t = Tokenizer::random(&cfg, TokenizerParts::Both, 0, Device::Cpu)?;
+        let opts = (Kind::Int64, Device::Cpu);
+        let bad_class = Tensor::full([1, 16, 16], 10, opts);
+        assert!(matches!(t.tokenize(&bad_class), Err(Error::InputShape { .. })));
+        let bad_size = Tensor::zeros([1, 20, 16], opts);
+        assert!(matches!(t.tokenize(&bad_size), Err(Error::ChipSize { h: 20, w: 16 })));
+        let bad_id = Tensor::full([1, 2, 2], 4375, opts);
+        assert!(matches!(t.decode_classes(&bad_id), Err(Error::InputShape { .. })));
+        let float_ids = Tensor::zeros([1, 2, 2], (Kind::Float, Device::Cpu));
+        assert!(matches!(t.decode_classes(&float_ids), Err(Error::InputShape { .. })));
+        assert_eq!(t.decode_classes(&Tensor::zeros([1, 2, 2], opts))?.size(), [1, 32, 32]);
+
+        let s2 = TokenizerConfig::v1(Modality::S2L2A)?.with_size(8, 1, 2);
+        assert!(matches!(
+            Tokenizer::random(&s2, TokenizerParts::Decoder, 0, Device::Cpu),
+            Err(Error::NotBuilt { .. })
+        ));
+        let enc = Tokenizer::random(&s2, TokenizerParts::Encoder, 0, Device::Cpu)?;
+        let wrong_bands = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
+        assert!(matches!(enc.tokenize(&wrong_bands), Err(Error::InputShape { .. })));
+        assert!(matches!(
+            enc.decode_logits(&Tensor::zeros([1, 1, 1], opts)),
+            Err(Error::NotBuilt { .. })
+        ));
+        Ok(())
+    }
+}
