@@ -246,3 +246,17 @@ fn loads_a_torch_save_file_and_names_bad_keys() {
         "{err}"
     );
 }
+
+#[test]
+fn decodes_on_another_thread() {
+    // The pipeline runs the decoder off the async runtime (spawn_blocking): it must be Send,
+    // which the move into the thread checks at compile time.
+    let tok = load(Modality::LULC);
+    let io = io();
+    let ids = io["LULC.small.ids"].shallow_clone();
+    let want = io["LULC.small.map"].shallow_clone();
+    let map = std::thread::spawn(move || tok.decode_classes(&ids).expect("map"))
+        .join()
+        .expect("thread");
+    assert!(map.equal(&want));
+}
