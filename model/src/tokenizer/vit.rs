@@ -25,9 +25,15 @@ impl GridPos {
     /// `[1, gh·gw, D]`, rows in row-major grid order.
     fn get(&self, gh: i64, gw: i64) -> Result<Tensor> {
         // The reference resizes even when the size is unchanged; so do we, to stay bit-equal.
-        let resized = self.table.f_upsample_bicubic2d([gh, gw], false, None, None)?;
-        Ok(resized.f_flatten(2, 3)?.f_transpose(1, 2)?)
+        tokens(&self.table.f_upsample_bicubic2d([gh, gw], false, None, None)?)
     }
+}
+
+/// `[B, D, gh, gw] -> [B, gh·gw, D]`, contiguous: a transposed view would keep the residual
+/// stream feature-major through every block, costing a copy in each LayerNorm and Linear.
+fn tokens(x: &Tensor) -> Result<Tensor> {
+    let (b, d, gh, gw) = x.size4()?;
+    Ok(x.f_permute([0, 2, 3, 1])?.f_reshape([b, gh * gw, d])?)
 }
 
 /// `<p>.norm_mlp` and `<p>.post_mlp.{fc1, fc2}`: `x + fc2(tanh(fc1(LN(x))))`.
@@ -76,7 +82,7 @@ impl Trunk {
     /// `[B, D, gh, gw]` feature map to `[B, gh·gw, D]` tokens after the blocks and post-MLP.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, gh, gw) = x.size4()?;
-        let mut h = x.f_flatten(2, 3)?.f_transpose(1, 2)?.f_add(&self.pos.get(gh, gw)?)?;
+        let mut h = tokens(x)?.f_add(&self.pos.get(gh, gw)?)?;
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
