@@ -61,9 +61,15 @@ if [ ! -f "$stamp" ]; then
   else
     "$vpy" -m pip install -q --no-deps "torch==$torch_version" "${cpu_extras[@]}"
   fi
-  "$vpy" -m pip install -q duckdb numpy jsonschema
   rm -f "$venv"/.terrastream-*
   touch "$stamp"
+fi
+# The Python packages the tests use to read our outputs back. Checked by import on every run, not
+# by the torch stamp, so that a cached venv picks up a package added to this list later.
+py_packages=(duckdb numpy jsonschema)
+if ! "$vpy" -c "import $(IFS=,; echo "${py_packages[*]}")" 2>/dev/null; then
+  log "installing ${py_packages[*]} into $venv"
+  "$vpy" -m pip install -q "${py_packages[@]}"
 fi
 site=$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 # The STAC 1.0.0 core and GeoJSON JSON schemas, for validating our STAC items offline in the

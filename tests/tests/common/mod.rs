@@ -39,19 +39,40 @@ pub fn built_workspace() -> &'static Path {
             args.push("--release");
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        // The enclosing cargo put `.cargo/config.toml`'s [env] LIBTORCH into this process's
-        // environment. Passed on, it would reach the inner cargo as a real environment variable
-        // instead of the config's value, which changes every unit's fingerprint and rebuilds the
-        // whole workspace (DataFusion and tch included) a second time.
-        let status = Command::new(cargo)
-            .args(&args)
-            .env_remove("LIBTORCH")
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo test --no-run");
+        let mut inner = Command::new(cargo);
+        inner.args(&args).current_dir(repo_root());
+        // Cargo gives this test process variables of its own (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+        // `OUT_DIR`, and `.cargo/config.toml`'s [env] LIBTORCH). Passed on to the inner cargo they
+        // look like user settings: a build script that tracks one of them (ring's tracks
+        // CARGO_MANIFEST_DIR, torch-sys's tracks LIBTORCH) is then out of date, and everything above
+        // it, DataFusion and tch included, is compiled a second time, and again by the next outer
+        // build. Only the user's own cargo settings go through.
+        for (key, value) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if set_by_cargo_for_tests(key, Path::new(&value)) {
+                inner.env_remove(key);
+            }
+        }
+        let status = inner.status().expect("run cargo test --no-run");
         assert!(status.success(), "cargo {} failed", args.join(" "));
         dir
     })
+}
+
+/// Whether `key` is one of the variables cargo sets for a test process (or its config's [env]),
+/// as opposed to a setting of the user's (`CARGO_HOME`, `CARGO_TARGET_DIR`, `CARGO_PROFILE_*`, ...).
+fn set_by_cargo_for_tests(key: &str, value: &Path) -> bool {
+    const USER: &[&str] = &[
+        "CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_INCREMENTAL", "CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_NET_",
+        "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_", "CARGO_TERM_", "CARGO_LOG", "CARGO_CACHE_",
+    ];
+    match key {
+        "OUT_DIR" => true,
+        // A LIBTORCH the user exported is theirs (the config's value does not override it).
+        "LIBTORCH" => value == repo_root().join(".venv/libtorch"),
+        k if k.starts_with("CARGO_") => !USER.iter().any(|u| k == *u || (u.ends_with('_') && k.starts_with(u))),
+        _ => false,
+    }
 }
 
 /// The `terrastream` binary (see [`built_workspace`]).
@@ -59,6 +80,14 @@ pub fn terrastream_bin() -> PathBuf {
     let bin = built_workspace().join("terrastream");
     assert!(bin.exists(), "{} missing", bin.display());
     bin
+}
+
+/// Writes `config` to `dir/run.toml` and runs `terrastream map` on it, which must succeed.
+pub fn run_map(dir: &Path, config: &str) {
+    let path = dir.join("run.toml");
+    std::fs::write(&path, config).expect("write run.toml");
+    let run = terrastream(&["map", &path.display().to_string(), "--json"]);
+    assert!(run.status.success(), "map failed: {}", describe(&run));
 }
 
 /// Runs `terrastream args...` from the workspace root.
