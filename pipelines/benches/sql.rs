@@ -15,119 +15,21 @@
 //! query (the first round discarded), and the ratio is the median of per-round ratios, so that
 //! load from other processes on a shared machine falls on both alike.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Instant;
 
-use datafusion::arrow::array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray, StructArray,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::arrow::array::RecordBatch;
 use rand::{Rng, SeedableRng};
 
-const DIM: usize = 768;
-const FILES: usize = 8;
-const ROW_GROUP: usize = 8192;
+#[path = "support/duckdb.rs"]
+mod duckdb;
+#[path = "support/embeddings.rs"]
+mod embeddings;
+use duckdb::DuckDb;
+use embeddings::{DIM, FILES, bench_dir, env_or, generate};
+
 /// The bbox of the second query: 1/10 of the longitudes, half the latitudes.
 const BOX: [f64; 4] = [0.0, -30.0, 36.0, 30.0];
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn bbox_fields() -> Fields {
-    ["xmin", "ymin", "xmax", "ymax"]
-        .iter()
-        .map(|n| Field::new(*n, DataType::Float64, false))
-        .collect()
-}
-
-/// Writes `rows` random rows into `FILES` files under `dir` (once: kept for later runs).
-fn generate(dir: &Path, rows: usize) {
-    let done = dir.join("_complete");
-    if done.exists() {
-        return;
-    }
-    std::fs::create_dir_all(dir).expect("bench dir");
-    let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("scene_id", DataType::Utf8, false),
-        Field::new("chip_row", DataType::Int32, false),
-        Field::new("chip_col", DataType::Int32, false),
-        Field::new("bbox", DataType::Struct(bbox_fields()), false),
-        Field::new(
-            "embedding",
-            DataType::FixedSizeList(Arc::clone(&item), DIM as i32),
-            false,
-        ),
-    ]));
-    let props = WriterProperties::builder()
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let per_file = rows.div_ceil(FILES);
-    let started = Instant::now();
-    for f in 0..FILES {
-        let path = dir.join(format!("part-{f}.parquet"));
-        let file = std::fs::File::create(&path).expect("create bench file");
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(props.clone())).expect("writer");
-        let first = f * per_file;
-        let last = rows.min(first + per_file);
-        for start in (first..last).step_by(ROW_GROUP) {
-            let n = ROW_GROUP.min(last - start);
-            // Longitude grows with the row number (rows sorted by place), latitude is random.
-            let xmin: Vec<f64> = (start..start + n)
-                .map(|i| -180.0 + 360.0 * i as f64 / rows as f64 + rng.random_range(0.0..0.01))
-                .collect();
-            let ymin: Vec<f64> = (0..n).map(|_| rng.random_range(-60.0..60.0)).collect();
-            let bbox = StructArray::new(
-                bbox_fields(),
-                vec![
-                    Arc::new(Float64Array::from(xmin.clone())) as ArrayRef,
-                    Arc::new(Float64Array::from(ymin.clone())),
-                    Arc::new(Float64Array::from_iter_values(xmin.iter().map(|x| x + 0.02))),
-                    Arc::new(Float64Array::from_iter_values(ymin.iter().map(|y| y + 0.02))),
-                ],
-                None,
-            );
-            let values: Vec<f32> = (0..n * DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let embedding = FixedSizeListArray::new(
-                Arc::clone(&item),
-                DIM as i32,
-                Arc::new(Float32Array::from(values)),
-                None,
-            );
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(
-                    (start..start + n).map(|i| format!("scene_{}", i / 1000)),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    (start..start + n).map(|i| (i % 1000 / 32) as i32),
-                )),
-                Arc::new(Int32Array::from_iter_values(
-                    (start..start + n).map(|i| (i % 32) as i32),
-                )),
-                Arc::new(bbox),
-                Arc::new(embedding),
-            ];
-            writer
-                .write(&RecordBatch::try_new(Arc::clone(&schema), columns).expect("batch"))
-                .expect("write");
-        }
-        writer.close().expect("close");
-    }
-    std::fs::write(&done, "").expect("marker");
-    eprintln!(
-        "generated {rows} rows in {FILES} files in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-}
 
 fn query_vector() -> Vec<f32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -162,67 +64,14 @@ fn queries(table: &str, cosine: &str) -> [(String, &'static str); 2] {
     ]
 }
 
-/// A DuckDB session that runs one query per input line (JSON: the SQL) and answers with one
-/// line (JSON: seconds, rows), so that its runs interleave with ours.
-const DUCKDB: &str = r#"
-import json, sys, time
-import duckdb
-glob, threads = sys.argv[1], int(sys.argv[2])
-con = duckdb.connect()
-con.execute(f"SET threads = {threads}")
-con.execute("SET enable_progress_bar = false")
-con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{glob}')")
-for line in sys.stdin:
-    sql = json.loads(line)
-    t = time.perf_counter()
-    rows = con.execute(sql).fetchall()
-    seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "rows": [[r[0], r[1], r[2]] for r in rows]}), flush=True)
-"#;
-
-/// The DuckDB process of [`DUCKDB`].
-struct DuckDb {
-    child: std::process::Child,
-    out: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl DuckDb {
-    fn start(python: &Path, glob: &str, threads: usize) -> Self {
-        let mut child = Command::new(python)
-            .arg("-c")
-            .arg(DUCKDB)
-            .arg(glob)
-            .arg(threads.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the venv's python (scripts/setup.sh)");
-        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        Self { child, out }
-    }
-
-    /// Seconds and `(scene_id, chip_row, chip_col)` of the rows.
-    fn run(&mut self, sql: &str) -> (f64, Vec<(String, i64, i64)>) {
-        use std::io::{BufRead, Write};
-        let stdin = self.child.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{}", serde_json::to_string(sql).expect("json")).expect("send to duckdb");
-        let mut line = String::new();
-        self.out.read_line(&mut line).expect("duckdb answer");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("duckdb: {e}: {line}"));
-        let rows = v["rows"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| {
-                (
-                    r[0].as_str().unwrap_or_default().to_string(),
-                    r[1].as_i64().unwrap_or(-2),
-                    r[2].as_i64().unwrap_or(-2),
-                )
-            })
-            .collect();
-        (v["seconds"].as_f64().expect("seconds"), rows)
-    }
+/// `(scene_id, chip_row, chip_col)` of DuckDB's rows.
+fn triples(rows: &[Vec<serde_json::Value>]) -> Vec<(String, i64, i64)> {
+    rows.iter()
+        .map(|r| {
+            let at = |i: usize| r.get(i).cloned().unwrap_or_default();
+            (at(0).as_str().unwrap_or_default().to_string(), at(1).as_i64().unwrap_or(-2), at(2).as_i64().unwrap_or(-2))
+        })
+        .collect()
 }
 
 /// `(scene_id, chip_row, chip_col)` of our rows.
@@ -252,17 +101,6 @@ fn ids(batches: &[RecordBatch]) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-/// Removes the generated files on the way out (also after a panic).
-struct Cleanup(Option<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.0 {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rows: usize = env_or("TERRASTREAM_SQL_BENCH_ROWS", 1_000_000);
@@ -271,18 +109,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let repeat: usize = env_or("TERRASTREAM_SQL_BENCH_REPEAT", 5).max(1);
-    // 3 GB of files: in memory (tmpfs) and removed afterwards unless a directory is given.
-    let kept = std::env::var("TERRASTREAM_SQL_BENCH_DIR").ok().map(PathBuf::from);
-    let base = kept.clone().unwrap_or_else(|| {
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            shm.join("terrastream-sql-bench")
-        } else {
-            std::env::temp_dir().join("terrastream-sql-bench")
-        }
-    });
-    let dir = base.join(format!("rows-{rows}"));
-    let _cleanup = Cleanup(kept.is_none().then(|| base.clone()));
+    let (dir, _cleanup) = bench_dir("TERRASTREAM_SQL_BENCH_DIR", "terrastream-sql-bench", rows);
     generate(&dir, rows);
     let q = query_vector();
     let lit = literal(&q);
@@ -315,6 +142,7 @@ fn main() {
                 let o = t.elapsed().as_secs_f64();
                 let (a, a_rows) = duck.run(array_sql);
                 let (l, l_rows) = duck.run(list_sql);
+                let (a_rows, l_rows) = (triples(&a_rows), triples(&l_rows));
                 let mine = ids(&batches);
                 same &= mine == a_rows && mine == l_rows && mine.len() == 10;
                 if round > 0 {
@@ -336,6 +164,4 @@ fn main() {
             );
         }
     });
-    drop(duck.child.stdin.take());
-    let _ = duck.child.wait();
 }

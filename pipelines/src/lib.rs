@@ -5,21 +5,26 @@
 //! - [`map`]: the mapping job (`terrastream map run.toml`): scenes in, GeoParquet embeddings out.
 //! - [`sql`]: `terrastream sql`, SQL over the outputs (DataFusion) with vector and spatial
 //!   functions and `nearest(table, query, k)`.
-//! - [`flood`]: `terrastream flood water`, water masks from Sentinel-1/2 rasters on disk.
+//! - [`classify`]: `terrastream classify` (few-shot labels from example points/polygons) and
+//!   `terrastream similar` (the chips most like one chip or point).
+//! - [`flood`]: `terrastream flood water|run|serve`: water masks from Sentinel-1/2 rasters, event
+//!   maps searched from a STAC API, and a service that maps events posted to it.
 //! - [`cog`]: `terrastream cog info|read`, the COG reader as a debugging tool.
-//! - [`npy`]: NumPy `.npy` output.
+//! - [`npy`]: NumPy `.npy` output; [`rgb_png`]: quick-look PNGs.
 //! - [`stac_cmd`]: `terrastream stac search|poll|catalog`, items as NDJSON.
 //! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 
 #![deny(missing_docs)]
 
+pub mod classify;
 pub mod cog;
 pub mod flood;
 pub mod map;
 pub mod map_cmd;
 pub mod model_cmd;
 pub mod npy;
+pub mod rgb_png;
 pub mod sql;
 pub mod stac_cmd;
 pub mod telemetry;

@@ -34,6 +34,10 @@ enum Command {
     /// SQL over the outputs (`terrastream sql "SELECT ..." --tables OUT`); without a query, an
     /// interactive shell.
     Sql(terrastream::sql::SqlArgs),
+    /// Label every chip of an output store from a few labelled example points or polygons.
+    Classify(terrastream::classify::ClassifyArgs),
+    /// The chips most similar to a chip (by id) or to the chip under a point.
+    Similar(terrastream::classify::similar::SimilarArgs),
     /// Flood mapping: water masks from Sentinel-1/2.
     #[command(subcommand)]
     Flood(FloodCommand),
@@ -86,6 +90,10 @@ enum StacCommand {
 enum FloodCommand {
     /// One water mask (1 water, 0 dry, 255 no data) as a COG from co-registered rasters on disk.
     Water(terrastream::flood::water_cmd::WaterArgs),
+    /// One event, one shot: STAC search, water, change detection, flood map, polygons, summary.
+    Run(terrastream::flood::run_cmd::RunArgs),
+    /// The flood-mapping HTTP service (`flood serve flood.toml`): events by POST or from watched AOIs.
+    Serve(terrastream::flood::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +180,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Flood(FloodCommand::Water(args)) => {
             let summary = terrastream::flood::water_cmd::water(&args).await?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flood(FloodCommand::Run(args)) => {
+            let outcome = terrastream::flood::run_cmd::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Flood(FloodCommand::Serve(args)) => {
+            terrastream::flood::serve::serve(&args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Classify(args) => {
+            let summary = terrastream::classify::classify(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Similar(args) => {
+            terrastream::classify::similar::similar(&args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Model(ModelCommand::Embed(args)) => {

@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub)]
 
+mod classify;
 mod common;
 mod demo;
 mod flood;

@@ -54,6 +54,12 @@ impl StacApi {
         self.runtime.block_on(async move { backend.add_item(item).await }).expect("add item");
     }
 
+    /// Adds a second (third, ...) collection to the running server.
+    pub fn add_collection(&self, collection: Collection) {
+        let mut backend = self.backend.clone();
+        self.runtime.block_on(async move { backend.add_collection(collection).await }).expect("add collection");
+    }
+
     /// Requests to `/search` so far.
     pub fn searches(&self) -> usize {
         self.searches.load(Ordering::SeqCst)

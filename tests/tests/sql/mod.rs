@@ -45,10 +45,7 @@ row_group_rows = 4
             assets = s2_scene_dir().display(),
             out = out.display()
         );
-        let config = tmp.path().join("run.toml");
-        std::fs::write(&config, cfg).expect("config");
-        let run = terrastream(&["map", &config.display().to_string(), "--json"]);
-        assert!(run.status.success(), "map failed: {}", describe(&run));
+        run_map(tmp.path(), &cfg);
         (tmp, out)
     })
 }
