@@ -263,13 +263,18 @@ async fn open_asset(
     Ok(BandAsset { key, href, cog, transform })
 }
 
-/// `error: cause: cause` on one line.
+/// `error: cause: cause` on one line, each text once: our errors (and object_store's and
+/// async-tiff's) already put their cause's text in their own message and also return it from
+/// `source()`, so a plain walk would repeat every cause once per level above it.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out

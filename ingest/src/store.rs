@@ -62,6 +62,8 @@ impl Default for RemoteOptions {
     }
 }
 
+static GLOBAL: OnceLock<Stores> = OnceLock::new();
+
 /// Object stores by scheme and host, created on first use.
 #[derive(Debug, Default)]
 pub struct Stores {
@@ -91,10 +93,17 @@ impl Stores {
         Ok(Location { store: Arc::new(Limited::new(loc.store, None, Some(Arc::clone(budget)))), path: loc.path })
     }
 
-    /// The process-wide registry with default options.
+    /// The process-wide registry: default options unless [`Stores::configure_global`] came first.
     pub fn global() -> &'static Stores {
-        static STORES: OnceLock<Stores> = OnceLock::new();
-        STORES.get_or_init(Stores::default)
+        GLOBAL.get_or_init(Stores::default)
+    }
+
+    /// Gives the process-wide registry `options` (a run's `[source.network]`). Returns false when
+    /// it was already in use with other options, which then stay: stores already handed out
+    /// cannot change their retry settings.
+    pub fn configure_global(options: RemoteOptions) -> bool {
+        let wanted = options.clone();
+        GLOBAL.get_or_init(|| Stores::new(options)).options == wanted
     }
 
     /// Opens `href`: a local path (absolute, or relative to `base_dir`), a `file://` URL, an

@@ -13,12 +13,14 @@
 //! - [`npy`]: NumPy `.npy` output; [`rgb_png`]: quick-look PNGs.
 //! - [`stac_cmd`]: `terrastream stac search|poll|catalog`, items as NDJSON.
 //! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
+//! - [`error_line`]: errors as one line, each cause once (failure logs, messages).
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
 
 #![deny(missing_docs)]
 
 pub mod classify;
 pub mod cog;
+pub mod error_line;
 pub mod flood;
 pub mod map;
 pub mod map_cmd;

@@ -1,5 +1,6 @@
 //! The `terrastream` command line.
 
+use terrastream::error_line::one_line;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -243,7 +244,3 @@ fn map_setup(args: &MapArgs) -> anyhow::Result<(MapConfig, PathBuf, (map::shard:
     Ok((cfg, path, shard))
 }
 
-/// An error and its causes on one line, with DataFusion's `External error:` wrapper removed.
-fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace("External error: ", "")
-}

@@ -9,5 +9,6 @@ mod flood;
 mod ingest;
 mod map;
 mod model;
+mod reliability;
 mod sinks;
 mod sql;

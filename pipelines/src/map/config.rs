@@ -73,6 +73,50 @@ pub struct SourceConfig {
     pub rewrite: Vec<HrefRewrite>,
     /// Sentinel-1 read with every scene (`[source.s1]`): the model then takes both modalities.
     pub s1: Option<S1SourceConfig>,
+    /// Retries, timeouts and concurrency of HTTP and S3 requests (`[source.network]`).
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// Network settings of every remote request of a run (STAC searches, asset reads). Absent keys
+/// keep the defaults: 5 retries, 100 ms first backoff doubling up to 15 s, 30 s per request,
+/// 16 requests in flight per host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Retries of a request that timed out, lost its connection or got 429/5xx (Retry-After is
+    /// honoured).
+    pub max_retries: Option<usize>,
+    /// First backoff between retries, in milliseconds; it doubles, with jitter.
+    pub init_backoff_ms: Option<u64>,
+    /// Longest backoff, in seconds.
+    pub max_backoff_s: Option<f64>,
+    /// Time limit of one request, in seconds.
+    pub timeout_s: Option<f64>,
+    /// Requests in flight at once to one host.
+    pub max_concurrency_per_host: Option<usize>,
+}
+
+impl NetworkConfig {
+    /// The options of the object stores and STAC clients.
+    pub fn remote_options(&self) -> anyhow::Result<terrastream_ingest::store::RemoteOptions> {
+        let d = terrastream_ingest::store::RemoteOptions::default();
+        let secs = |key: &str, v: Option<f64>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("source.network.{key} = {s}: must be a positive number of seconds"),
+        };
+        Ok(terrastream_ingest::store::RemoteOptions {
+            max_retries: self.max_retries.unwrap_or(d.max_retries),
+            init_backoff: self.init_backoff_ms.map_or(d.init_backoff, std::time::Duration::from_millis),
+            max_backoff: secs("max_backoff_s", self.max_backoff_s, d.max_backoff)?,
+            timeout: secs("timeout_s", self.timeout_s, d.timeout)?,
+            max_concurrency_per_host: match self.max_concurrency_per_host {
+                Some(0) => anyhow::bail!("source.network.max_concurrency_per_host must be at least 1"),
+                n => n.unwrap_or(d.max_concurrency_per_host),
+            },
+        })
+    }
 }
 
 /// Where the Sentinel-1 acquisitions come from and how they are matched to the Sentinel-2
@@ -416,6 +460,7 @@ impl MapConfig {
         if s.bbox.is_some() && s.aoi.is_some() {
             bail!("source: `bbox` and `aoi` exclude each other");
         }
+        s.network.remote_options()?;
         if let Some([w, south, e, n]) = s.bbox {
             let ok = (-180.0..=180.0).contains(&w)
                 && (-180.0..=180.0).contains(&e)
@@ -544,6 +589,14 @@ mod tests {
             (
                 "[source]\nitems=['a.json']\n[run]\nconcurrency=0\n[output]\ndir='out'\n",
                 "run.concurrency",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[source.network]\ntimeout_s=-1\n[output]\ndir='out'\n",
+                "source.network.timeout_s",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[source.network]\nmax_concurrency_per_host=0\n[output]\ndir='out'\n",
+                "source.network.max_concurrency_per_host",
             ),
             (
                 "[source]\nitems=['a.json']\n[grid]\nchip_size=100\n[output]\ndir='out'\n",

@@ -15,7 +15,6 @@ use terrastream_ingest::grid::ChipGrid;
 use terrastream_ingest::item::SceneItem;
 use terrastream_ingest::pairing::nearest_s1;
 use terrastream_ingest::stac_api::{SearchParams, StacClient};
-use terrastream_ingest::store::RemoteOptions;
 
 use super::config::{MapConfig, Period, S1SourceConfig, Selection};
 use super::shard::fnv1a;
@@ -395,7 +394,8 @@ async fn search(cfg: &MapConfig, url: &str, range: Option<&DateRange>, aoi: Opti
 
 /// Every item a STAC API search returns, following its pages.
 async fn search_items(url: &str, params: &SearchParams) -> Result<Vec<SceneItem>> {
-    let client = StacClient::new(url, RemoteOptions::default()).with_context(|| format!("source.stac {url}"))?;
+    let options = terrastream_ingest::store::Stores::global().options().clone();
+    let client = StacClient::new(url, options).with_context(|| format!("source.stac {url}"))?;
     let mut stream = Box::pin(client.search(params, None));
     let mut items = Vec::new();
     let base = std::env::current_dir().unwrap_or_default();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
@@ -205,6 +205,10 @@ pub fn modality(cfg: &MapConfig) -> Result<ModalityBands> {
 /// decides the exit code from [`MapSummary::ok`].
 pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
     let started = Instant::now();
+    let network = cfg.source.network.remote_options()?;
+    if !terrastream_ingest::store::Stores::configure_global(network) {
+        bail!("source.network: this process already reads with other network settings");
+    }
     let modality = modality(cfg)?;
     let location = OutputLocation::parse(&cfg.output.dir).context("output.dir")?;
     let out = location.open()?;
@@ -377,7 +381,7 @@ async fn map_unit(stages: &Stages, unit: WorkUnit, previous: Option<UnitRecord>)
     let files = match result {
         Ok(files) => files,
         Err(e) => {
-            record.failures.push(format!("{e:#}"));
+            record.failures.push(crate::error_line::one_line(&e));
             vec![]
         }
     };
@@ -405,7 +409,7 @@ async fn map_unit(stages: &Stages, unit: WorkUnit, previous: Option<UnitRecord>)
     };
     record.finished = Some(Utc::now());
     if let Err(e) = stages.manifest.put(&record).await {
-        record.failures.push(format!("{e:#}"));
+        record.failures.push(crate::error_line::one_line(&e));
         record.state = UnitState::Failed;
     }
     match record.state {

@@ -163,5 +163,6 @@ dir = "{out}"
     path
 }
 
+pub mod faults;
 pub mod http;
 pub mod stac_api;

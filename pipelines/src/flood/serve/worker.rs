@@ -87,7 +87,7 @@ async fn map_one(svc: &Arc<Service>, id: &str) {
             svc.store.update(id, |r| {
                 r.status = Status::Failed;
                 r.finished = Some(Utc::now());
-                r.error = Some(format!("{e:#}"));
+                r.error = Some(crate::error_line::one_line(&e));
             })
         }
     };
