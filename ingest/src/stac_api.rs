@@ -5,6 +5,7 @@
 //! `Retry-After`. Items stream out through a bounded channel, so a search of millions of items
 //! holds one page in memory.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -111,7 +112,20 @@ impl StacClient {
             };
             let mut sent = 0usize;
             let mut pages = 0usize;
+            // APIs whose paging is not stable under concurrent writes repeat items across pages;
+            // each (collection, id) goes out once.
+            let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
+            // A `next` link back to a page already read would page forever.
+            let mut fetched: HashSet<String> = HashSet::new();
             while let Some(request) = next.take() {
+                if !fetched.insert(request.key()) {
+                    let e = Error::Href {
+                        href: request.url().to_string(),
+                        reason: format!("the next link of page {pages} leads back to a page already read"),
+                    };
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
                 let page = match client.fetch(&request).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -130,6 +144,12 @@ impl StacClient {
                         href: url.clone(),
                         reason: format!("page {pages}: not a STAC item: {e}"),
                     });
+                    if let Ok(i) = &item
+                        && !seen.insert((i.collection.clone(), i.id.clone()))
+                    {
+                        tracing::debug!(id = i.id, page = pages, "item repeated across pages, skipped");
+                        continue;
+                    }
                     if tx.send(item).await.is_err() {
                         return;
                     }
@@ -171,10 +191,15 @@ pub(crate) async fn send_json(
     let mut attempt = 0usize;
     loop {
         let retry_after = match build().send().await {
-            Ok(resp) if resp.status().is_success() => {
-                let bytes = resp.bytes().await.map_err(|e| herr(e.to_string()))?;
-                return serde_json::from_slice(&bytes).map_err(|e| herr(format!("not JSON: {e}")));
-            }
+            Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                Ok(bytes) => return serde_json::from_slice(&bytes).map_err(|e| herr(format!("not JSON: {e}"))),
+                // The connection dropped mid-body: as transient as a failed connect.
+                Err(e) if attempt < options.max_retries => {
+                    tracing::debug!(url, "body cut short: {e}");
+                    None
+                }
+                Err(e) => return Err(herr(format!("body: {e} after {attempt} retries"))),
+            },
             Ok(resp) if resp.status().as_u16() == 429 || resp.status().is_server_error() => {
                 let wait = resp
                     .headers()
@@ -213,6 +238,14 @@ impl PageRequest {
     fn url(&self) -> &str {
         match self {
             PageRequest::Post { url, .. } | PageRequest::Get { url } => url,
+        }
+    }
+
+    /// What makes two requests the same page: method, URL and body.
+    fn key(&self) -> String {
+        match self {
+            PageRequest::Post { url, body } => format!("POST {url} {body}"),
+            PageRequest::Get { url } => format!("GET {url}"),
         }
     }
 }

@@ -9,3 +9,4 @@ mod overviews;
 mod poll;
 mod provider;
 mod stac;
+mod stac_faults;
