@@ -11,13 +11,11 @@
 //! peak RSS, and the ratio of each peak to the N = 1 peak (goal: flat, within ~10%). No memory
 //! figure is asserted.
 //!
-//! It runs every N twice: with glibc malloc's defaults, and with a fixed mmap threshold
-//! (`MALLOC_MMAP_THRESHOLD_=131072`). With the defaults the peak grows with N although nothing
-//! is kept: glibc raises its mmap threshold to the size of each large block freed (up to
-//! 32 MiB), so the decoded tiles, strips and batches (0.5 to 12 MiB, freed on many threads)
-//! land in per-thread arenas whose freed space is not returned to the OS. With the threshold
-//! fixed, blocks of 128 KiB and more are mapped and unmapped each time and the peak stays
-//! flat; the binary should fix it (or use another allocator) for long runs.
+//! It runs every N three times: with glibc malloc's defaults, with a fixed mmap threshold from
+//! the environment (`MALLOC_MMAP_THRESHOLD_=131072`), and with
+//! [`bound_heap_growth`](terrastream_ingest::memory::bound_heap_growth), which is what the
+//! `terrastream` binary calls first thing. With the defaults the peak grows with N although
+//! nothing is kept (see `terrastream_ingest::memory`); with the threshold fixed it stays flat.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,7 +42,10 @@ fn status_mib(key: &str) -> f64 {
 }
 
 /// One run: streams `n` copies of the item, prints `chips= rss_before_mib= peak_mib= seconds=`.
-fn child(n: usize, data: &Path, prefetch: usize, blocking: usize) -> Result<(), String> {
+fn child(n: usize, data: &Path, prefetch: usize, blocking: usize, bound: bool) -> Result<(), String> {
+    if bound && !terrastream_ingest::memory::bound_heap_growth() {
+        return Err("bound_heap_growth did not apply (not glibc, or MALLOC_MMAP_THRESHOLD_ set)".into());
+    }
     let dir = data.join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A");
     let item = SceneItem::from_path(&dir.join("S2A_29RKH_20200219_0_L2A.json")).map_err(|e| e.to_string())?;
     let items: Vec<SceneItem> = (0..n)
@@ -106,6 +107,7 @@ fn main() -> Result<(), String> {
     let mut prefetch = 2;
     let mut blocking = 512;
     let mut child_n = None;
+    let mut bound = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -116,23 +118,36 @@ fn main() -> Result<(), String> {
             "--prefetch" => prefetch = num(&value()?)?,
             "--blocking" => blocking = num(&value()?)?.max(1),
             "--child" => child_n = Some(num(&value()?)?),
+            "--bound-heap" => bound = true,
             // `cargo bench` passes `--bench`; ignore flags of the default harness.
             _ => {}
         }
     }
     if let Some(n) = child_n {
-        return child(n, &data, prefetch, blocking);
+        return child(n, &data, prefetch, blocking, bound);
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     println!("whole-scene chip pass (S2L2A 12 bands + SCL, 224 px chips, prefetch {prefetch}), one process per N");
-    for fixed in [false, true] {
+    for mode in [Malloc::Defaults, Malloc::Env, Malloc::Binary] {
         println!(
             "malloc: {}",
-            if fixed { "MALLOC_MMAP_THRESHOLD_=131072 (fixed)" } else { "glibc defaults (dynamic mmap threshold)" }
+            match mode {
+                Malloc::Defaults => "glibc defaults (dynamic mmap threshold)",
+                Malloc::Env => "MALLOC_MMAP_THRESHOLD_=131072 (fixed)",
+                Malloc::Binary => "bound_heap_growth() as the terrastream binary calls it",
+            }
         );
-        table(&exe, &scenes, prefetch, blocking, &data, fixed)?;
+        table(&exe, &scenes, prefetch, blocking, &data, mode)?;
     }
     Ok(())
+}
+
+/// How a child's malloc is set up.
+#[derive(Clone, Copy, PartialEq)]
+enum Malloc {
+    Defaults,
+    Env,
+    Binary,
 }
 
 /// One child per N; prints a row each.
@@ -142,7 +157,7 @@ fn table(
     prefetch: usize,
     blocking: usize,
     data: &Path,
-    fixed: bool,
+    mode: Malloc,
 ) -> Result<(), String> {
     println!(
         "{:>6} {:>7} {:>10} {:>15} {:>14} {:>13}",
@@ -151,10 +166,13 @@ fn table(
     let mut first = None;
     for &n in scenes {
         let mut cmd = Command::new(exe);
-        if fixed {
+        if mode == Malloc::Env {
             cmd.env("MALLOC_MMAP_THRESHOLD_", "131072");
         } else {
             cmd.env_remove("MALLOC_MMAP_THRESHOLD_");
+        }
+        if mode == Malloc::Binary {
+            cmd.arg("--bound-heap");
         }
         let args =
             ["--child", &n.to_string(), "--prefetch", &prefetch.to_string(), "--blocking", &blocking.to_string()]

@@ -25,6 +25,7 @@
 //!   order, SAS signing of blob hrefs.
 //! - [`poll`]: polling a STAC API for new scenes, with a watermark kept in the output store.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
+//! - [`memory`]: keeping a long run's resident memory flat (glibc malloc's mmap threshold).
 //! - [`stream`]: the `ChipStream` type and its adapter.
 
 #![deny(missing_docs)]
@@ -40,6 +41,7 @@ pub mod grid;
 pub mod item;
 pub mod ledger;
 pub mod limit;
+pub mod memory;
 pub mod pairing;
 pub mod poll;
 pub mod provider;

@@ -125,6 +125,10 @@ enum CogCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread allocates: a run's peak memory then stays flat as scenes stream through,
+    // at some cost in read speed (see terrastream_ingest::memory), so only when asked.
+    let heap_bounded = std::env::var_os("TERRASTREAM_BOUNDED_HEAP").is_some_and(|v| v == "1")
+        && terrastream_ingest::memory::bound_heap_growth();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // Panics that a stage recovers from (a third-party parser choking on a bad file) are
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         let msg = terrastream_ingest::cog::panic_message(info.payload());
         tracing::error!(at, "internal panic: {msg}");
     }));
+    tracing::debug!(heap_bounded, "malloc mmap threshold fixed");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
