@@ -66,5 +66,5 @@ pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};
 pub use terramind::TerraMind;
 pub use tim::{TimConfig, TimOutput};
-pub use tokenizer::{LULC_CLASSES, Tokenizer, TokenizerConfig, TokenizerParts};
+pub use tokenizer::{LULC_CLASSES, TOKENIZED, Tokenizer, TokenizerConfig, TokenizerParts};
 pub use weights::read_tensors;

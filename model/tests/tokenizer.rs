@@ -10,17 +10,9 @@ use std::path::PathBuf;
 
 use common::{assert_close, torch_save};
 use tch::{Device, Kind, Tensor};
-use terrastream_model::{Error, Modality, Tokenizer, TokenizerConfig, TokenizerParts};
+use terrastream_model::{Error, Modality, TOKENIZED, Tokenizer, TokenizerConfig, TokenizerParts};
 
 const ATOL: f64 = 1e-4;
-const MODALITIES: [Modality; 6] = [
-    Modality::S2L2A,
-    Modality::S1GRD,
-    Modality::S1RTC,
-    Modality::DEM,
-    Modality::NDVI,
-    Modality::LULC,
-];
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokenizers")
@@ -76,7 +68,7 @@ fn assert_ids_equal(name: &str, ours: &Tensor, reference: &Tensor) {
 #[test]
 fn tokenizer_ids_match_reference() {
     let io = io();
-    for m in MODALITIES {
+    for m in TOKENIZED {
         let name = m.name();
         let tok = load(m);
         let x = &io[&format!("{name}.input")];
@@ -154,7 +146,7 @@ fn lulc_decoder_matches_reference() {
 fn reads_the_official_key_layout() {
     // Keys and shapes of the full-size reference tokenizers (ViT-B), recorded by the script.
     let meta = meta();
-    for m in MODALITIES {
+    for m in TOKENIZED {
         let name = m.name();
         let layout = meta["official_layout"][name]["keys"].as_object().expect("layout");
         let mut want: Vec<(String, Vec<i64>)> = layout

@@ -27,6 +27,10 @@ use vit::{VitDecoder, VitEncoder};
 /// Number of LULC classes: the LULC tokenizer's input channels (one-hot) and output channels.
 pub const LULC_CLASSES: i64 = 10;
 
+/// The modalities with a v1 tokenizer ([`TokenizerConfig::v1`]).
+pub const TOKENIZED: [Modality; 6] =
+    [Modality::S2L2A, Modality::S1GRD, Modality::S1RTC, Modality::DEM, Modality::NDVI, Modality::LULC];
+
 /// Hyper-parameters of one tokenizer, mirroring the reference builder's arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenizerConfig {
@@ -421,14 +425,7 @@ mod tests {
 
     #[test]
     fn vocabularies_match_the_token_modalities() -> Result<()> {
-        for m in [
-            Modality::S2L2A,
-            Modality::S1GRD,
-            Modality::S1RTC,
-            Modality::DEM,
-            Modality::NDVI,
-            Modality::LULC,
-        ] {
+        for m in TOKENIZED {
             let cfg = TokenizerConfig::v1(m)?;
             assert_eq!(Some(cfg.vocab_size()), cfg.token_modality().vocab_size(), "{m:?}");
             cfg.validate()?;

@@ -4,3 +4,12 @@
 mod run;
 mod serve;
 mod water;
+
+use std::path::PathBuf;
+
+use crate::common::shared_data;
+
+/// One file of the chip: `S1Hand`, `S2Hand`, `LabelHand`, ...
+fn chip(kind: &str) -> PathBuf {
+    shared_data().join(format!("sen1floods11/Spain_7370579_{kind}.tif"))
+}

@@ -3,10 +3,11 @@
 //! files with range requests. Outputs are checked by GDAL (COG validator, class counts, IoU against
 //! `LabelHand.tif`), OGR (polygon areas) and DuckDB (the GeoParquet polygons), not by our code.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::chip;
 use crate::common::http::DataServer;
 use crate::common::stac_api::StacApi;
 use crate::common::*;
@@ -16,10 +17,6 @@ const S2_COLLECTION: &str = "sentinel-2-l1c";
 /// The event time the test maps. The chip's acquisition date is not in its files; the items below
 /// are dated a few days after this, before it for the reference.
 pub(super) const EVENT_TIME: &str = "2019-09-15T00:00:00Z";
-
-fn chip(kind: &str) -> PathBuf {
-    shared_data().join(format!("sen1floods11/Spain_7370579_{kind}.tif"))
-}
 
 /// The chip's georeferencing and band names as GDAL reads them.
 fn gdal_meta(path: &Path) -> Value {
@@ -163,24 +160,11 @@ pub(super) fn score(path: &Path, kind: &str) -> Value {
     )
 }
 
-/// `flood water` on the same chip with `method`, scored the same way.
+/// `flood water` on the same chip with `method` (water.rs's run, with its checks), scored the
+/// same way as the run's class raster.
 fn flood_water(dir: &Path, method: &str) -> Value {
-    let out = dir.join(format!("water_{method}.tif"));
-    let (s1, s2) = (chip("S1Hand"), chip("S2Hand"));
-    let run = terrastream(&[
-        "flood",
-        "water",
-        "--s1",
-        s1.to_str().expect("path"),
-        "--s2",
-        s2.to_str().expect("path"),
-        "--method",
-        method,
-        "--out",
-        out.to_str().expect("path"),
-    ]);
-    assert!(run.status.success(), "flood water: {}", describe(&run));
-    score(&out, "mask")
+    super::water::run_method(dir, method, &[]);
+    score(&dir.join(format!("{method}.tif")), "mask")
 }
 
 #[test]

@@ -3,13 +3,10 @@
 //! Python with GDAL and NumPy from the written COG, for each method; the COGs must pass GDAL's
 //! validator and carry the input's CRS, transform and a nodata value.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::chip;
 use crate::common::*;
-
-fn chip(kind: &str) -> PathBuf {
-    shared_data().join(format!("sen1floods11/Spain_7370579_{kind}.tif"))
-}
 
 /// IoU of the water class over labelled pixels, the mask's georeferencing against the S1
 /// input's, and GDAL's full COG validation.
@@ -44,9 +41,9 @@ print(json.dumps({
 }))
 "#;
 
-/// Runs `flood water --method METHOD` on the chip and returns the score of its mask and the
-/// command's JSON summary.
-fn run_method(dir: &Path, method: &str, extra: &[&str]) -> (serde_json::Value, serde_json::Value) {
+/// Runs `flood water --method METHOD` on the chip, writing `dir/METHOD.tif`, checks the mask's
+/// georeferencing and COG validity, and returns its score and the command's JSON summary.
+pub(super) fn run_method(dir: &Path, method: &str, extra: &[&str]) -> (serde_json::Value, serde_json::Value) {
     let out = dir.join(format!("{method}.tif"));
     let (s1, s2) = (chip("S1Hand"), chip("S2Hand"));
     let mut args = vec![

@@ -25,32 +25,18 @@ print(json.dumps([[i, e] for i, e in rows]))
 /// The asset the faults hit: one band of the scene, read with range requests.
 const TARGET: &str = "B04.tif";
 
-fn config(dir: &Path, server: &FaultServer, out: &Path) -> std::path::PathBuf {
+/// The demo run config over `server` (common's), in its own folder next to `out`, with short
+/// network timeouts and backoffs so that stalls and retries take seconds.
+fn config(server: &FaultServer, out: &Path) -> std::path::PathBuf {
+    let dir = out.with_extension("config");
+    std::fs::create_dir_all(&dir).expect("config dir");
     let item = s2_scene_dir().join("S2A_29RKH_20200219_0_L2A.json");
-    let cfg = format!(
-        r#"[source]
-items = ["{item}"]
-[[source.rewrite]]
-prefix = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/29/R/KH/2020/2/S2A_29RKH_20200219_0_L2A/"
-replace = "{url}/rio-tiler-pds/S2A_29RKH_20200219_0_L2A/"
-[source.network]
-max_retries = 4
-init_backoff_ms = 50
-max_backoff_s = 2
-timeout_s = 1.5
-[model]
-variant = "tiny"
-seed = 1
-device = "cpu"
-[output]
-dir = "{out}"
-"#,
-        item = item.display(),
-        url = server.url(),
-        out = out.display()
-    );
-    let path = dir.join(format!("{}.toml", out.file_name().and_then(|n| n.to_str()).expect("name")));
-    std::fs::write(&path, cfg).expect("write config");
+    let assets = format!("{}/rio-tiler-pds/S2A_29RKH_20200219_0_L2A", server.url());
+    let path = write_config_href(&dir, &item, &assets, out);
+    let network = "[source.network]\nmax_retries = 4\ninit_backoff_ms = 50\nmax_backoff_s = 2\ntimeout_s = 1.5\n";
+    let mut text = std::fs::read_to_string(&path).expect("read config");
+    text.push_str(network);
+    std::fs::write(&path, text).expect("write config");
     path
 }
 
@@ -75,7 +61,7 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().expect("tmp");
 
     let base_out = tmp.path().join("baseline");
-    let (run, _) = map(&config(tmp.path(), &server, &base_out));
+    let (run, _) = map(&config(&server, &base_out));
     assert!(run.status.success(), "baseline: {}", describe(&run));
     let baseline = rows(&base_out);
     assert!(!baseline.is_empty());
@@ -98,7 +84,7 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
     )];
     for (i, (fault, skip, times, recoverable)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("case{i}"));
-        let cfg = config(tmp.path(), &server, &out);
+        let cfg = config(&server, &out);
         server.inject(fault, TARGET, skip, times);
         let (run, summary) = map(&cfg);
         let injected = server.take_injected().get(&fault).copied().unwrap_or(0);
