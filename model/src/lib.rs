@@ -22,6 +22,8 @@
 //! - [`Tokenizer`]: the v1 tokenizers (`terramind_v1_tokenizer_<m>`): chips to FSQ token ids
 //!   for S2L2A, S1GRD, S1RTC, DEM, NDVI and LULC, and for LULC ids back to a class map. Key tree
 //!   and parity fixtures: `tests/data/make_tokenizer_fixtures.py`.
+//! - [`Segmenter`]: a fine-tuned segmentation model (terratorch's `FCNDecoder` and
+//!   `SegmentationHead` on the encoder), loaded from the fine-tuning checkpoint.
 //! - Feature `hub` adds [`fetch_weights`](crate) (download of the official checkpoints with
 //!   `curl`); it is off by default and no test uses it.
 //!
@@ -51,6 +53,7 @@ mod modality;
 mod precision;
 mod rng;
 mod sampling;
+mod segmentation;
 mod terramind;
 mod tim;
 mod tokenizer;
@@ -64,6 +67,7 @@ pub use hub::{fetch_weights, weights_url};
 pub use merge::Merge;
 pub use modality::{Modality, ModalityKind};
 pub use precision::{Precision, default_device};
+pub use segmentation::{SegmentationConfig, Segmenter};
 pub use terramind::TerraMind;
 pub use tim::{TimConfig, TimOutput};
 pub use tokenizer::{LULC_CLASSES, TOKENIZED, Tokenizer, TokenizerConfig, TokenizerParts};

@@ -126,6 +126,22 @@ impl TerraMind {
         Ok(model)
     }
 
+    /// As [`TerraMind::load`], from a checkpoint that stores the model's keys under `prefix`
+    /// (`model.encoder.` in a terratorch fine-tuning checkpoint); other keys are ignored.
+    pub fn load_prefixed(
+        cfg: &Config,
+        modalities: &[Modality],
+        path: impl AsRef<Path>,
+        prefix: &str,
+        device: Device,
+    ) -> Result<Self> {
+        let model = TerraMind::build(cfg, modalities, &[], device)?;
+        let keys: std::collections::HashSet<String> = model.keys().into_iter().collect();
+        let tensors = weights::read_prefixed(path.as_ref(), prefix, &keys)?;
+        weights::fill(&model.vs, &tensors, path.as_ref())?;
+        Ok(model)
+    }
+
     /// A model with random weights drawn as the parity fixtures' README describes, reproducibly
     /// from `seed` (with a generator of this crate, not libtorch's global one).
     pub fn random(
@@ -153,14 +169,19 @@ impl TerraMind {
     /// Writes the model's variables, under their checkpoint keys, to a safetensors file.
     pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let tensors = weights::named_tensors(&self.vs)
-            .into_iter()
-            .map(|(k, t)| Ok((k, output(t)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let tensors = self.named_weights()?;
         Tensor::write_safetensors(&tensors, path).map_err(|source| Error::Read {
             path: path.into(),
             source,
         })
+    }
+
+    /// Every variable as `(checkpoint key, float32 CPU tensor)`, sorted by key.
+    pub(crate) fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        weights::named_tensors(&self.vs)
+            .into_iter()
+            .map(|(k, t)| Ok((k, output(t)?)))
+            .collect()
     }
 
     /// The checkpoint keys this model reads, sorted.

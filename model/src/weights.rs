@@ -159,6 +159,44 @@ pub(crate) fn randomize(vs: &nn::VarStore, cfg: &Config, seed: u64) -> Result<()
     })
 }
 
+/// Seeded random weights for the plain layers of the tokenizers and the segmentation head:
+/// weights N(0, 1/fan_in), biases N(0, 0.05²), norm weights 1 + N(0, 0.1²). Variables are drawn
+/// in key order; `special` gives the value of a key that follows another rule (e.g. `pos_emb`).
+pub(crate) fn randomize_plain(
+    vs: &nn::VarStore,
+    seed: u64,
+    special: &dyn Fn(&str) -> Result<Option<Tensor>>,
+) -> Result<()> {
+    let mut rng = Rng::new(seed);
+    tch::no_grad(|| {
+        for (name, mut var) in named_tensors(vs) {
+            if let Some(value) = special(&name)? {
+                var.f_copy_(&value)?;
+                continue;
+            }
+            let shape = var.size();
+            let n: i64 = shape.iter().product();
+            let is_norm = name.contains("norm") || name.contains(".ln.");
+            let (mean, std) = match name.rsplit('.').next().unwrap_or("") {
+                "weight" if is_norm => (1.0, 0.1),
+                "bias" => (0.0, 0.05),
+                _ => (0.0, 1.0 / (shape.iter().skip(1).product::<i64>().max(1) as f64).sqrt()),
+            };
+            let v: Vec<f32> = (0..n).map(|_| (mean + std * rng.normal()) as f32).collect();
+            var.f_copy_(&Tensor::from_slice(&v).f_reshape(&shape)?)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads the tensors stored under `prefix` + a key of `keys`, named without the prefix.
+pub(crate) fn read_prefixed(path: &Path, prefix: &str, keys: &std::collections::HashSet<String>) -> Result<HashMap<String, Tensor>> {
+    Ok(read_checkpoint(path, &|k| k.strip_prefix(prefix).is_some_and(|k| keys.contains(k)))?
+        .into_iter()
+        .map(|(k, t)| (k[prefix.len()..].to_string(), t))
+        .collect())
+}
+
 /// Every variable of `vs` as `(checkpoint key, CPU tensor)`, sorted by key.
 pub(crate) fn named_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();

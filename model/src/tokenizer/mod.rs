@@ -18,7 +18,6 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::layers::Conv2d;
-use crate::rng::Rng;
 use crate::terramind::output;
 use crate::{Config, Error, MlpKind, Modality, Result, weights};
 use fsq::Fsq;
@@ -249,28 +248,16 @@ impl Tokenizer {
     /// benchmarks and tests that do not need the official weights.
     pub fn random(cfg: &TokenizerConfig, parts: TokenizerParts, seed: u64, device: Device) -> Result<Self> {
         let model = Tokenizer::build(cfg, parts, device)?;
-        let mut rng = Rng::new(seed);
         let g = cfg.image_size / cfg.patch_size;
-        tch::no_grad(|| {
-            for (name, mut var) in weights::named_tensors(&model.vs) {
-                let shape = var.size();
-                let n: i64 = shape.iter().product();
-                let (mean, std) = match name.rsplit('.').next().unwrap_or("") {
-                    "pos_emb" => {
-                        let table = crate::embedding::sincos_table(g, cfg.dim)
-                            .f_reshape([1, g, g, cfg.dim])?
-                            .f_permute([0, 3, 1, 2])?;
-                        var.f_copy_(&table)?;
-                        continue;
-                    }
-                    "weight" if name.contains("norm") => (1.0, 0.1),
-                    "bias" => (0.0, 0.05),
-                    _ => (0.0, 1.0 / (shape.iter().skip(1).product::<i64>().max(1) as f64).sqrt()),
-                };
-                let v: Vec<f32> = (0..n).map(|_| (mean + std * rng.normal()) as f32).collect();
-                var.f_copy_(&Tensor::from_slice(&v).f_reshape(&shape)?)?;
+        weights::randomize_plain(&model.vs, seed, &|name| {
+            if !name.ends_with("pos_emb") {
+                return Ok(None);
             }
-            Ok::<(), Error>(())
+            Ok(Some(
+                crate::embedding::sincos_table(g, cfg.dim)
+                    .f_reshape([1, g, g, cfg.dim])?
+                    .f_permute([0, 3, 1, 2])?,
+            ))
         })?;
         Ok(model)
     }

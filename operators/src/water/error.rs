@@ -56,6 +56,16 @@ pub enum WaterError {
         /// What is missing, and where it will come from.
         missing: String,
     },
+    /// The model behind a method failed to load or run (checkpoint keys, shapes, libtorch).
+    #[error("water method {method}: {what}: {source}")]
+    Model {
+        /// The method.
+        method: &'static str,
+        /// What was being done: "loading checkpoint <path>", "window at column 224, row 0", ...
+        what: String,
+        /// The model's error.
+        source: terrastream_model::Error,
+    },
     /// Maps to be combined are on different grids.
     #[error("water maps differ in size: {a} vs {b} (width x height)")]
     GridMismatch {

@@ -13,7 +13,7 @@
 //! | [`terrain`] | slope from a DEM (Horn's method) for the radar-shadow / steep-terrain guard | Horn 1981 |
 //! | [`s1_threshold`] | Sentinel-1 VV/VH dB thresholding per scene or per bimodal tile | Otsu 1979; Martinis et al. 2009; Chini et al. 2017 |
 //! | [`s2_index`] | NDWI / MNDWI thresholding with SCL cloud, shadow and snow masking | McFeeters 1996; Xu 2006; Donchyts et al. 2016 |
-//! | [`terramind`] | the water class of TerraMind's TiM-generated land cover | Jakubik et al. 2025 |
+//! | [`terramind`] | the water class of TerraMind's TiM-generated land cover, or of a fine-tuned segmentation head | Jakubik et al. 2025 |
 //! | [`ensemble`] | majority vote of the available methods, ties by mean probability | Copernicus GFM (Salamon et al. 2021) |
 //! | [`change`] | flood = water after the event that was not water before; permanent water and no data kept apart | Copernicus GFM |
 //!

@@ -66,8 +66,21 @@ pub struct EventConfig {
     /// Radiometry of the Sentinel-1 assets (`dn_amplitude`, `linear_power`, `db`); default: the unit the asset
     /// declares, else integer samples are GRD DN and floating-point ones linear power.
     pub s1_radiometry: Option<Radiometry>,
-    /// TerraMind checkpoint for the `terramind` method.
+    /// TerraMind checkpoint (`TerraMind_v1_<variant>.pt`) for the `terramind` method: zero-shot,
+    /// the water class of TiM-generated land cover from the post-event S1 scene.
     pub checkpoint: Option<PathBuf>,
+    /// The LULC tokenizer (`TerraMind_Tokenizer_LULC.pt`) that decodes TiM's land-cover tokens.
+    pub tokenizer: Option<PathBuf>,
+    /// A fine-tuned TerraMind segmentation checkpoint (terratorch FCNDecoder + SegmentationHead on
+    /// S1GRD), used instead of TiM.
+    pub segmentation: Option<PathBuf>,
+    /// TerraMind variant of `checkpoint` / `segmentation` (default `base`).
+    pub variant: String,
+    /// Class ids counted as water (default: LULC water, or class 1 of a fine-tuned head).
+    pub water_classes: Vec<i64>,
+    /// Run the `terramind` method with seeded random weights when no checkpoint is given. Its
+    /// map is noise: for smoke tests of the path only (the summary says so).
+    pub random_weights: bool,
     /// Tile size of the output COGs, pixels (a multiple of 16; default 512).
     pub cog_tile_size: u32,
 }
@@ -86,6 +99,11 @@ impl Default for EventConfig {
             max_area_km2: 10_000.0,
             s1_radiometry: None,
             checkpoint: None,
+            tokenizer: None,
+            segmentation: None,
+            variant: "base".into(),
+            water_classes: Vec::new(),
+            random_weights: false,
             cog_tile_size: 512,
         }
     }
@@ -523,10 +541,14 @@ fn water_maps(
         ));
     }
     if wants("terramind") {
-        match water::terramind::terramind_water(cfg.checkpoint.as_deref()) {
-            Ok(map) if (map.width, map.height) == (w, h) => members.push(("terramind", map)),
-            Ok(_) => warnings.push("terramind: its map is not on the output grid; left out".into()),
-            Err(e) => warnings.push(format!("terramind left out of the ensemble: {e}")),
+        match terramind_member(cfg, r) {
+            Ok((map, random)) => {
+                if random {
+                    warnings.push("terramind ran with RANDOM weights (random_weights = true): its map is noise".into());
+                }
+                members.push(("terramind", map));
+            }
+            Err(e) => warnings.push(format!("terramind left out of the ensemble: {e:#}")),
         }
     }
     let post = match &members[..] {
@@ -560,6 +582,38 @@ fn water_maps(
         member_splits: members.iter().map(|(n, m)| (*n, m.splits.clone())).collect(),
         reference,
     })
+}
+
+/// The loaded TerraMind water model with the settings it was loaded with: `flood serve` maps
+/// many events, and loading a checkpoint takes seconds.
+static TERRAMIND: std::sync::Mutex<Option<(String, water::terramind::TerraMindWater)>> = std::sync::Mutex::new(None);
+
+/// The `terramind` member on the post-event S1 scene (VV, VH dB); returns the map and whether
+/// the weights were random.
+fn terramind_member(cfg: &EventConfig, r: &EventRasters) -> Result<(WaterMap, bool)> {
+    use water::terramind::{TerraMindInput, TerraMindWater, TerraMindWaterConfig};
+    let (Some(vv), Some(vh)) = (r.post_vv.as_deref(), r.post_vh.as_deref()) else {
+        bail!("it needs the post-event scene's VV and VH");
+    };
+    let settings = TerraMindWaterConfig {
+        variant: cfg.variant.clone(),
+        checkpoint: cfg.checkpoint.clone(),
+        tokenizer: cfg.tokenizer.clone(),
+        segmentation: cfg.segmentation.clone(),
+        water_classes: cfg.water_classes.clone(),
+        random_weights: cfg.random_weights,
+        modalities: vec![terrastream_model::Modality::S1GRD],
+        ..TerraMindWaterConfig::default()
+    };
+    let key = format!("{settings:?}");
+    let mut cache = TERRAMIND.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.as_ref().is_none_or(|(k, _)| *k != key) {
+        *cache = None;
+        *cache = Some((key, TerraMindWater::load(&settings)?));
+    }
+    let Some((_, model)) = cache.as_ref() else { bail!("terramind model not loaded") };
+    let input = TerraMindInput { width: r.grid.width, height: r.grid.height, s1grd: Some([vv, vh]), s2l2a: None };
+    Ok((model.water(&input)?, model.is_random()))
 }
 
 fn ids(items: &[SceneItem]) -> Vec<String> {

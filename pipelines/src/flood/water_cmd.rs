@@ -25,7 +25,8 @@ pub enum Method {
     S1,
     /// Sentinel-2 water index (MNDWI or NDWI) threshold, SCL clouds masked.
     S2,
-    /// The water class of TerraMind's generated land cover (needs a real checkpoint).
+    /// The water class of TerraMind's TiM-generated land cover (--checkpoint and --tokenizer),
+    /// or of a fine-tuned segmentation model (--segmentation).
     Terramind,
     /// Majority vote of the methods the inputs allow, ties by mean probability.
     Ensemble,
@@ -87,9 +88,28 @@ pub struct WaterArgs {
     /// threshold).
     #[arg(long)]
     pub tile_size: Option<usize>,
-    /// TerraMind checkpoint (TerraMind_v1_<variant>.pt) for --method terramind.
+    /// TerraMind checkpoint (TerraMind_v1_<variant>.pt) for --method terramind (zero-shot: the
+    /// water class of TiM-generated land cover).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// The LULC tokenizer (TerraMind_Tokenizer_LULC.pt) that decodes TiM's land-cover tokens.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// A fine-tuned TerraMind segmentation checkpoint (terratorch FCNDecoder + SegmentationHead;
+    /// a Lightning .ckpt or a state dict) used instead of TiM.
+    #[arg(long)]
+    pub segmentation: Option<PathBuf>,
+    /// TerraMind variant of --checkpoint / --segmentation.
+    #[arg(long, default_value = "base")]
+    pub variant: String,
+    /// Class ids counted as water (repeatable; default 1: LULC water, or class 1 of a fine-tuned
+    /// head).
+    #[arg(long = "water-class")]
+    pub water_classes: Vec<i64>,
+    /// Run TerraMind with seeded random weights when no checkpoint is given: the map is noise.
+    /// For smoke tests of the path only.
+    #[arg(long)]
+    pub random_weights: bool,
     /// The method.
     #[arg(long, value_enum, default_value_t = Method::Ensemble)]
     pub method: Method,
@@ -147,12 +167,14 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
 
     let run_s1 = matches!(args.method, Method::S1) || (args.method == Method::Ensemble && s1.is_some());
     let run_s2 = matches!(args.method, Method::S2) || (args.method == Method::Ensemble && s2.is_some());
-    let run_tm = args.method == Method::Terramind || (args.method == Method::Ensemble && args.checkpoint.is_some());
-    if args.method == Method::Ensemble && args.checkpoint.is_none() {
-        tracing::info!("ensemble without terramind: it needs --checkpoint (real TerraMind weights)");
+    let has_weights = args.checkpoint.is_some() || args.segmentation.is_some() || args.random_weights;
+    let run_tm = args.method == Method::Terramind || (args.method == Method::Ensemble && has_weights);
+    if args.method == Method::Ensemble && !has_weights {
+        tracing::info!("ensemble without terramind: it needs --checkpoint and --tokenizer, or --segmentation");
     }
 
     let mut members: Vec<(&'static str, WaterMap)> = Vec::new();
+    let (mut tm_seconds, mut tm_random) = (None, false);
     let read_start = Instant::now();
     let mut read_s = 0.0;
     if run_s1 {
@@ -251,10 +273,11 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
         members.push(("s2", water::s2_index(&input, &opts).with_context(|| s2r.href.clone())?));
     }
     if run_tm {
-        members.push((
-            "terramind",
-            water::terramind::terramind_water(args.checkpoint.as_deref())?,
-        ));
+        let t = Instant::now();
+        let (map, random) = terramind_water(args, s1.as_ref(), s2.as_ref(), w, h).await?;
+        tm_seconds = Some(t.elapsed().as_secs_f64());
+        tm_random = random;
+        members.push(("terramind", map));
     }
     let read_total = read_start.elapsed().as_secs_f64();
     let map = match (args.method, members.len()) {
@@ -302,6 +325,7 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
         "probability": prob,
         "polygons": polygons,
         "pixel_area_m2": pixel_area,
+        "terramind": tm_seconds.map(|s| json!({ "seconds": s, "random_weights": tm_random })),
         "seconds": {
             "read": read_s,
             "compute": (read_total - read_s).max(0.0),
@@ -309,6 +333,77 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
             "total": start.elapsed().as_secs_f64(),
         },
     }))
+}
+
+/// The TerraMind member: S1 (VV, VH dB) and, for a 12-band --s2, S2L2A, through TiM's LULC or a
+/// fine-tuned head. Returns the map and whether the weights were random.
+async fn terramind_water(
+    args: &WaterArgs,
+    s1: Option<&InputRaster>,
+    s2: Option<&InputRaster>,
+    w: usize,
+    h: usize,
+) -> Result<(WaterMap, bool)> {
+    use terrastream_model::Modality;
+    use water::terramind::{TerraMindInput, TerraMindWater, TerraMindWaterConfig};
+    let s1_bands = match s1 {
+        Some(r) if r.bands >= 2 => {
+            let mut vv = r.band(args.vv_band.max(1)).await?;
+            let mut vh = r.band(args.vh_band.max(1)).await?;
+            if args.s1_linear {
+                for v in vv.iter_mut().chain(vh.iter_mut()) {
+                    *v = if *v > 0.0 { 10.0 * v.log10() } else { f32::NAN };
+                }
+            }
+            Some((vv, vh))
+        }
+        Some(r) => bail!("--method terramind: {} has {} band(s); TerraMind's S1GRD needs VV and VH", r.href, r.bands),
+        None => None,
+    };
+    let s2_bands = match s2 {
+        Some(r) if r.bands == 12 => {
+            let mut bands = Vec::with_capacity(12);
+            for b in 1..=12 {
+                bands.push(r.band(b).await?);
+            }
+            Some(bands)
+        }
+        Some(r) => {
+            tracing::info!(href = %r.href, bands = r.bands, "terramind: S2 is not TerraMind's 12 S2L2A bands; S1 only");
+            None
+        }
+        None => None,
+    };
+    let mut modalities = Vec::new();
+    if s1_bands.is_some() {
+        modalities.push(Modality::S1GRD);
+    }
+    if s2_bands.is_some() {
+        modalities.push(Modality::S2L2A);
+    }
+    if modalities.is_empty() {
+        bail!("--method terramind needs --s1 (VV, VH dB) and/or a 12-band S2L2A --s2");
+    }
+    let cfg = TerraMindWaterConfig {
+        variant: args.variant.clone(),
+        checkpoint: args.checkpoint.clone(),
+        tokenizer: args.tokenizer.clone(),
+        segmentation: args.segmentation.clone(),
+        water_classes: args.water_classes.clone(),
+        random_weights: args.random_weights,
+        modalities,
+        ..TerraMindWaterConfig::default()
+    };
+    let model = tokio::task::block_in_place(|| TerraMindWater::load(&cfg))?;
+    let s2_refs: Option<Vec<&[f32]>> = s2_bands.as_ref().map(|b| b.iter().map(Vec::as_slice).collect());
+    let input = TerraMindInput {
+        width: w,
+        height: h,
+        s1grd: s1_bands.as_ref().map(|(vv, vh)| [vv.as_slice(), vh.as_slice()]),
+        s2l2a: s2_refs.as_deref(),
+    };
+    let map = tokio::task::block_in_place(|| model.water(&input))?;
+    Ok((map, model.is_random()))
 }
 
 /// Writes `value` to `path` atomically (temporary file, then rename).

@@ -398,3 +398,31 @@ fn no_post_event_scene_is_a_clear_error() {
     assert!(err.contains("intersects the AOI (bbox"), "names the AOI: {err}");
     assert!(!out.join("summary.json").exists());
 }
+
+#[test]
+fn terramind_joins_the_ensemble_only_with_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = DataServer::start(shared_data());
+    let stac = StacApi::start(
+        collection(S1_COLLECTION),
+        vec![s1_item("S1_after", "2019-09-18T06:00:00Z", &data.url())],
+    );
+    let config = dir.path().join("event.toml");
+    // No weights: the event is still mapped, by S1 alone, and the summary says why TerraMind
+    // is left out.
+    std::fs::write(&config, "methods = [\"s1\", \"terramind\"]\nvariant = \"tiny\"\n").expect("config");
+    let run = flood_run(&stac.url, &config, &dir.path().join("a"), EVENT_TIME);
+    assert!(run.status.success(), "flood run: {}", describe(&run));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary");
+    assert_eq!(summary["methods"], json!(["s1"]), "{summary}");
+    let warnings = summary["warnings"].to_string();
+    assert!(warnings.contains("terramind left out") && warnings.contains("TerraMind_v1_<variant>.pt"), "{summary}");
+    // Random weights, asked for: TerraMind's TiM land cover votes, and the summary says it is noise.
+    std::fs::write(&config, "methods = [\"s1\", \"terramind\"]\nvariant = \"tiny\"\nrandom_weights = true\n")
+        .expect("config");
+    let run = flood_run(&stac.url, &config, &dir.path().join("b"), EVENT_TIME);
+    assert!(run.status.success(), "flood run: {}", describe(&run));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("summary");
+    assert_eq!(summary["methods"], json!(["s1", "terramind"]), "{summary}");
+    assert!(summary["warnings"].to_string().contains("RANDOM weights"), "{summary}");
+}

@@ -207,8 +207,66 @@ fn terramind_without_a_checkpoint_says_it_needs_real_weights() {
     ]);
     assert!(!run.status.success(), "{}", describe(&run));
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("needs a real TerraMind checkpoint"), "{}", describe(&run));
+    assert!(
+        err.contains("TerraMind_v1_<variant>.pt") && err.contains("--segmentation"),
+        "{}",
+        describe(&run)
+    );
     assert!(!out.exists(), "no output on failure");
+}
+
+/// The mask's pixel counts add up to the chip and it holds only water, dry and no data.
+fn check_counts(summary: &serde_json::Value, score: &serde_json::Value) {
+    let px = &summary["pixels"];
+    let total: u64 = ["water", "dry", "nodata"].iter().map(|k| px[k].as_u64().expect("count")).sum();
+    assert_eq!(total, 512 * 512, "{summary}");
+    let values: Vec<u64> = score["values"].as_array().expect("values").iter().filter_map(|v| v.as_u64()).collect();
+    assert!(values.iter().all(|v| [0, 1, 255].contains(v)), "{score}");
+}
+
+#[test]
+fn terramind_zero_shot_runs_tim_lulc_through_the_tokenizer_decoder() {
+    // Random weights (stated): the path runs end to end (S1 -> TiM LULC tokens -> LULC
+    // decoder -> water class), the map itself is noise, so no IoU is asserted.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (score, summary) = run_method(dir.path(), "terramind", &["--variant", "tiny", "--random-weights"]);
+    check_counts(&summary, &score);
+    assert_eq!(summary["terramind"]["random_weights"], true, "{summary}");
+    assert_eq!(summary["members"], serde_json::json!(["terramind"]), "{summary}");
+    println!(
+        "flood water terramind (TiM LULC, RANDOM weights): IoU {} in {:.2} s",
+        score["iou"],
+        summary["terramind"]["seconds"].as_f64().unwrap_or(f64::NAN)
+    );
+}
+
+#[test]
+fn terramind_fine_tuned_head_loads_from_a_checkpoint() {
+    use terrastream_model::{Config, Modality, SegmentationConfig, Segmenter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A fine-tuned model as `torch.save(task.model.state_dict())` would hold it, random weights.
+    let ckpt = dir.path().join("finetuned_tiny.safetensors");
+    let head = SegmentationConfig { channels: 16, num_convs: 4, head_channels: vec![], classes: 2 };
+    Segmenter::random(&Config::tiny(), &[Modality::S1GRD], &head, 5, tch::Device::Cpu)
+        .expect("random segmenter")
+        .save_safetensors(&ckpt)
+        .expect("save");
+    let ckpt = ckpt.to_str().expect("path");
+    let (score, summary) = run_method(dir.path(), "terramind", &["--variant", "tiny", "--segmentation", ckpt]);
+    check_counts(&summary, &score);
+    assert_eq!(summary["terramind"]["random_weights"], false, "{summary}");
+    // In the ensemble, the fine-tuned head votes with S1 and S2.
+    let (score, summary) = run_method(dir.path(), "ensemble", &["--variant", "tiny", "--segmentation", ckpt]);
+    check_counts(&summary, &score);
+    assert_eq!(summary["members"], serde_json::json!(["s1", "s2", "terramind"]), "{summary}");
+    // A checkpoint of another size is refused naming the keys.
+    let run = terrastream(&[
+        "flood", "water", "--s1", chip("S1Hand").to_str().expect("path"), "--method", "terramind", "--variant",
+        "small", "--segmentation", ckpt, "--out", dir.path().join("x.tif").to_str().expect("path"),
+    ]);
+    assert!(!run.status.success(), "{}", describe(&run));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("finetuned_tiny.safetensors") && err.contains("mis-shaped"), "{}", describe(&run));
 }
 
 #[test]
