@@ -23,18 +23,18 @@ use crate::common::http::DataServer;
 use crate::common::stac_api::StacApi;
 use crate::common::*;
 
-const TOKEN: &str = "test-token-7370579";
+pub(super) const TOKEN: &str = "test-token-7370579";
 const SECRET: &str = "webhook-secret";
 
 /// A response: status, headers (lowercase names) and body.
-struct Resp {
-    status: u16,
+pub(super) struct Resp {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
@@ -99,13 +99,13 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// One received webhook: signature header and body.
 #[derive(Clone)]
-struct Hook {
+pub(super) struct Hook {
     signature: Option<String>,
     body: Vec<u8>,
 }
 
 /// A webhook receiver: answers 503 to the first delivery (so the service must retry), 200 after.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<Hook>>>) {
+pub(super) fn webhook_receiver() -> (String, Arc<Mutex<Vec<Hook>>>) {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     let got: Arc<Mutex<Vec<Hook>>> = Arc::default();
@@ -154,13 +154,13 @@ fn python_hmac(dir: &Path, body: &[u8]) -> String {
 }
 
 /// A running `flood serve`.
-struct Server {
+pub(super) struct Server {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
 }
 
 impl Server {
-    fn start(config: &Path, out: &Path, log: &Path) -> Self {
+    pub(super) fn start(config: &Path, out: &Path, log: &Path) -> Self {
         let listen = out.join("_state/listen");
         let _ = std::fs::remove_file(&listen);
         let log = std::fs::OpenOptions::new()
@@ -196,7 +196,7 @@ impl Server {
         http(&self.addr, "GET", path, Some(TOKEN), None)
     }
 
-    fn post(&self, body: &Value) -> Resp {
+    pub(super) fn post(&self, body: &Value) -> Resp {
         http(
             &self.addr,
             "POST",
@@ -207,7 +207,7 @@ impl Server {
     }
 
     /// Polls `GET /events/{id}` until the event is done or failed.
-    fn wait(&self, id: &str, limit: Duration) -> Value {
+    pub(super) fn wait(&self, id: &str, limit: Duration) -> Value {
         let t = Instant::now();
         loop {
             let r = self.get(&format!("/events/{id}"));
@@ -235,7 +235,7 @@ impl Drop for Server {
 }
 
 /// The chip's footprint as a GeoJSON polygon (from GDAL's bbox), shrunk by `inset` degrees.
-fn chip_polygon(inset: f64) -> Value {
+pub(super) fn chip_polygon(inset: f64) -> Value {
     let b: Vec<f64> = chip_bbox()
         .split(',')
         .map(|x| x.parse().expect("bbox number"))
@@ -244,7 +244,7 @@ fn chip_polygon(inset: f64) -> Value {
     json!({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]})
 }
 
-fn records(out: &Path) -> Vec<Value> {
+pub(super) fn records(out: &Path) -> Vec<Value> {
     let Ok(dir) = std::fs::read_dir(out.join("_events")) else {
         return Vec::new();
     };
@@ -254,7 +254,7 @@ fn records(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn write_config(path: &Path, out: &Path, stac: &str, data_host: &str, hook: &str, watch: &str) -> PathBuf {
+pub(super) fn write_config(path: &Path, out: &Path, stac: &str, data_host: &str, hook: &str, watch: &str) -> PathBuf {
     std::fs::write(
         path,
         format!(

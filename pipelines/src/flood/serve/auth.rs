@@ -47,12 +47,14 @@ pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Nex
     } else {
         "missing bearer token (Authorization: Bearer ...)"
     };
-    (
+    let mut resp = (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
         super::routes::error_json("authorization", msg),
     )
-        .into_response()
+        .into_response();
+    super::routes::close_if_body_unread(&req, &mut resp);
+    resp
 }
 
 #[cfg(test)]

@@ -40,6 +40,21 @@ pub fn error_json(field: &str, message: &str) -> Response {
     json_response(&json!({"error": {"field": field, "message": message}}))
 }
 
+/// Adds `Connection: close` to a response sent without reading the request's body: the
+/// connection cannot carry another request (hyper closes it), and a keep-alive client must
+/// know before it writes the next one.
+pub fn close_if_body_unread<B>(req: &axum::http::Request<B>, resp: &mut Response) {
+    let h = req.headers();
+    let has_body = h.contains_key(header::TRANSFER_ENCODING)
+        || h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if has_body {
+        resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+}
+
 fn json_response(v: &Value) -> Response {
     let body = serde_json::to_vec_pretty(v).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
@@ -60,7 +75,12 @@ pub fn event_json(rec: &EventRecord) -> Value {
 async fn post_event(State(svc): State<Arc<Service>>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) => return error(r.status(), "body", &r.body_text()),
+        Err(r) => {
+            // The body was not read to its end (too large, or cut off): no keep-alive after this.
+            let mut resp = error(r.status(), "body", &r.body_text());
+            resp.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            return resp;
+        }
     };
     let req = match parse_request(&body, &svc.mapping, chrono::Utc::now()) {
         Ok(r) => r,
