@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::run::{EVENT_TIME, S1_COLLECTION, collection, s1_item};
+use super::run::{EVENT_TIME, chip_after_event};
 use super::serve::{Server, TOKEN, chip_polygon, records, webhook_receiver, write_config};
-use crate::common::http::DataServer;
-use crate::common::stac_api::StacApi;
 use crate::common::*;
 
 /// The load generator: `clients` threads for `seconds`, each cycling through the request mix on
@@ -91,11 +89,7 @@ const EVENTS: usize = 4;
 #[test]
 fn flood_serve_holds_a_concurrent_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataServer::start(shared_data());
-    let stac = StacApi::start(
-        collection(S1_COLLECTION),
-        vec![s1_item("S1_Spain_7370579", "2019-09-18T06:00:00Z", &data.url())],
-    );
+    let (data, stac) = chip_after_event("S1_Spain_7370579");
     let (hook_url, _hooks) = webhook_receiver();
     let out = dir.path().join("out");
     let config = write_config(&dir.path().join("flood.toml"), &out, &stac.url, &data.addr.to_string(), &hook_url, "");

@@ -88,6 +88,17 @@ pub(super) fn collection(id: &str) -> stac::Collection {
     .expect("collection")
 }
 
+/// The data server with the chip and a STAC API whose one S1 item `id` was acquired after the
+/// event; keep both alive while they are used.
+pub(super) fn chip_after_event(id: &str) -> (DataServer, StacApi) {
+    let data = DataServer::start(shared_data());
+    let stac = StacApi::start(
+        collection(S1_COLLECTION),
+        vec![s1_item(id, "2019-09-18T06:00:00Z", &data.url())],
+    );
+    (data, stac)
+}
+
 pub(super) fn s1_item(id: &str, datetime: &str, url: &str) -> stac::Item {
     serde_json::from_value(item(
         id,
@@ -402,11 +413,7 @@ fn no_post_event_scene_is_a_clear_error() {
 #[test]
 fn terramind_joins_the_ensemble_only_with_weights() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataServer::start(shared_data());
-    let stac = StacApi::start(
-        collection(S1_COLLECTION),
-        vec![s1_item("S1_after", "2019-09-18T06:00:00Z", &data.url())],
-    );
+    let (_data, stac) = chip_after_event("S1_after");
     let config = dir.path().join("event.toml");
     // No weights: the event is still mapped, by S1 alone, and the summary says why TerraMind
     // is left out.

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::run::{EVENT_TIME, S1_COLLECTION, chip_bbox, collection, s1_item, score};
-use crate::common::http::DataServer;
-use crate::common::stac_api::StacApi;
+use super::run::{EVENT_TIME, S1_COLLECTION, chip_after_event, chip_bbox, s1_item, score};
 use crate::common::*;
 
 pub(super) const TOKEN: &str = "test-token-7370579";
@@ -287,11 +285,7 @@ methods = ["s1"]
 #[test]
 fn flood_serve_end_to_end() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataServer::start(shared_data());
-    let stac = StacApi::start(
-        collection(S1_COLLECTION),
-        vec![s1_item("S1_Spain_7370579", "2019-09-18T06:00:00Z", &data.url())],
-    );
+    let (data, stac) = chip_after_event("S1_Spain_7370579");
     let (hook_url, hooks) = webhook_receiver();
     let out = dir.path().join("out");
     let log = dir.path().join("serve.log");
