@@ -2,6 +2,7 @@
 //! hand-drawn label by GDAL + NumPy, and its COGs checked by GDAL's validator.
 
 mod load;
+mod restart;
 mod run;
 mod serve;
 mod water;

@@ -219,7 +219,7 @@ impl Server {
         }
     }
 
-    fn sigkill(mut self) {
+    pub(super) fn sigkill(mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
