@@ -44,12 +44,16 @@ struct Entry {
     header: u64,
     size: u64,
     method: u64,
+    /// CRC-32 of the stored bytes, checked on every read: torch.save files carry no other
+    /// checksum, and a damaged download must not become silently wrong weights.
+    crc: u32,
 }
 
 /// The entries of a zip archive, read from its central directory.
 struct Zip {
     file: File,
     path: PathBuf,
+    len: u64,
     entries: HashMap<String, Entry>,
 }
 
@@ -93,6 +97,9 @@ impl Zip {
                 return Err(bad(path, "zip64 end record missing"));
             }
             (count, cd_size, cd_offset) = (u64_at(&rec, 32), u64_at(&rec, 40), u64_at(&rec, 48));
+        }
+        if cd_offset.checked_add(cd_size).is_none_or(|end| end > len) {
+            return Err(bad(path, "the zip central directory lies past the end of the file (truncated?)"));
         }
         let mut cd = vec![0u8; cd_size as usize];
         file.seek(SeekFrom::Start(cd_offset)).map_err(io)?;
@@ -140,6 +147,7 @@ impl Zip {
                     header,
                     size,
                     method: u16_at(&cd, i + 10),
+                    crc: u32_at(&cd, i + 16) as u32,
                 },
             );
             i += 46 + name_len + extra_len + comment_len;
@@ -147,6 +155,7 @@ impl Zip {
         Ok(Zip {
             file,
             path: path.into(),
+            len,
             entries,
         })
     }
@@ -162,7 +171,7 @@ impl Zip {
                 format!("entry {name} is compressed (torch.save stores entries)"),
             ));
         }
-        let (header, size) = (entry.header, entry.size);
+        let (header, size, crc) = (entry.header, entry.size, entry.crc);
         let io = |source| Error::Io {
             path: self.path.clone(),
             source,
@@ -171,11 +180,21 @@ impl Zip {
         self.file.seek(SeekFrom::Start(header)).map_err(io)?;
         self.file.read_exact(&mut local).map_err(io)?;
         let skip = u16_at(&local, 26) + u16_at(&local, 28);
+        let start = header + 30 + skip;
+        if start.checked_add(size).is_none_or(|end| end > self.len) {
+            return Err(bad(
+                &self.path,
+                format!("entry {name} ({size} bytes) lies past the end of the file (truncated?)"),
+            ));
+        }
         let mut data = vec![0u8; size as usize];
         self.file
             .seek(SeekFrom::Start(header + 30 + skip))
             .map_err(io)?;
         self.file.read_exact(&mut data).map_err(io)?;
+        if crc32fast::hash(&data) != crc {
+            return Err(bad(&self.path, format!("entry {name}: CRC-32 mismatch (damaged file)")));
+        }
         Ok(data)
     }
 }
@@ -542,13 +561,41 @@ pub(crate) fn read(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(St
         if !storages.contains_key(&t.storage) {
             let bytes = zip.read(&format!("{prefix}data/{}", t.storage))?;
             let elem = t.kind.elt_size_in_bytes();
-            let flat = Tensor::f_from_data_size(&bytes, &[(bytes.len() / elem) as i64], t.kind)?;
+            let flat = Tensor::f_from_data_size(&bytes, &[(bytes.len() / elem) as i64], t.kind)
+                .map_err(|e| bad(path, format!("tensor {key}: storage {}: {e}", t.storage)))?;
             storages.insert(t.storage.clone(), flat);
         }
         let storage = &storages[&t.storage];
+        // A damaged file can describe a view past its storage; say so instead of asking libtorch.
+        let last = t
+            .size
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |acc, (&n, &st)| {
+                if n < 0 || st < 0 {
+                    None
+                } else {
+                    acc.checked_add((n - 1).max(0).checked_mul(st)?)
+                }
+            });
+        let empty = t.size.contains(&0);
+        if t.offset < 0 || t.size.len() != t.stride.len() || (!empty && last.is_none_or(|l| l >= storage.numel() as i64))
+        {
+            return Err(bad(
+                path,
+                format!(
+                    "tensor {key}: shape {:?}, strides {:?} at offset {} do not fit its storage of {} values (damaged file?)",
+                    t.size,
+                    t.stride,
+                    t.offset,
+                    storage.numel()
+                ),
+            ));
+        }
         let tensor = storage
-            .f_as_strided(t.size.as_slice(), t.stride.as_slice(), Some(t.offset))?
-            .f_contiguous()?;
+            .f_as_strided(t.size.as_slice(), t.stride.as_slice(), Some(t.offset))
+            .and_then(|v| v.f_contiguous())
+            .map_err(|e| bad(path, format!("tensor {key}: {e}")))?;
         out.push((key, tensor));
     }
     Ok(out)
