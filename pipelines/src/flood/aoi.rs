@@ -43,6 +43,20 @@ impl Aoi {
             }
             other => bail!("{field}: type {other:?}: the AOI must be a Polygon or MultiPolygon"),
         };
+        let vertices: usize = polygons.iter().flatten().map(Vec::len).sum();
+        ensure!(
+            vertices <= MAX_VERTICES,
+            "{field}: {vertices} positions; at most {MAX_VERTICES} are accepted (simplify the AOI)"
+        );
+        for (p, rings) in polygons.iter().enumerate() {
+            for (r, ring) in rings.iter().enumerate() {
+                let at = match kind {
+                    "Polygon" => format!("{field}.coordinates[{r}]"),
+                    _ => format!("{field}.coordinates[{p}][{r}]"),
+                };
+                simple_ring(ring, &at)?;
+            }
+        }
         let aoi = Self { polygons };
         ensure!(aoi.area_km2() > 0.0, "{field}: the AOI has no area");
         Ok(aoi)
@@ -137,6 +151,68 @@ fn ring(value: &Value, field: &str) -> Result<Vec<(f64, f64)>> {
     Ok(ring)
 }
 
+/// Most positions an AOI may have: the self-intersection check is quadratic in a ring's size.
+const MAX_VERTICES: usize = 10_000;
+
+/// Refuses a ring that crosses the antimeridian (an edge spanning more than 180° of longitude,
+/// which RFC 7946 §3.1.9 says to split into a MultiPolygon at ±180°) or crosses itself (a
+/// "bow tie", whose lobes' areas cancel, so its area, and the service's area limit, would be
+/// wrong).
+fn simple_ring(ring: &[(f64, f64)], field: &str) -> Result<()> {
+    for (i, w) in ring.windows(2).enumerate() {
+        ensure!(
+            (w[1].0 - w[0].0).abs() <= 180.0,
+            "{field}[{i}]..[{}]: the edge crosses the antimeridian (longitude {} to {}); split the AOI into a \
+             MultiPolygon at ±180° (RFC 7946 §3.1.9)",
+            i + 1,
+            w[0].0,
+            w[1].0
+        );
+    }
+    let n = ring.len() - 1; // edges; the ring is closed
+    for i in 0..n {
+        for j in i + 1..n {
+            // Neighbouring edges share a vertex, as do the first and the last.
+            if j == i + 1 || (i == 0 && j == n - 1) {
+                continue;
+            }
+            if segments_meet(ring[i], ring[i + 1], ring[j], ring[j + 1]) {
+                bail!(
+                    "{field}: the ring crosses itself: edge {i} ({:?} to {:?}) meets edge {j} ({:?} to {:?})",
+                    ring[i],
+                    ring[i + 1],
+                    ring[j],
+                    ring[j + 1]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether segments `ab` and `cd` share a point (crossing, touching or overlapping).
+fn segments_meet(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) -> bool {
+    let orient = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| {
+        let v = (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0);
+        if v > 0.0 {
+            1
+        } else if v < 0.0 {
+            -1
+        } else {
+            0
+        }
+    };
+    let on = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| {
+        r.0 >= p.0.min(q.0) && r.0 <= p.0.max(q.0) && r.1 >= p.1.min(q.1) && r.1 <= p.1.max(q.1)
+    };
+    let (o1, o2, o3, o4) = (orient(a, b, c), orient(a, b, d), orient(c, d, a), orient(c, d, b));
+    (o1 != o2 && o3 != o4)
+        || (o1 == 0 && on(a, b, c))
+        || (o2 == 0 && on(a, b, d))
+        || (o3 == 0 && on(c, d, a))
+        || (o4 == 0 && on(c, d, b))
+}
+
 /// Area of a ring on the sphere, m², whatever its orientation (Chamberlain & Duquette 2007,
 /// "Some algorithms for polygons on a sphere", JPL).
 fn ring_area_m2(ring: &[(f64, f64)]) -> f64 {
@@ -194,5 +270,40 @@ mod tests {
         assert!(err(json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [2, 0], [0, 0]]]})).contains("no area"));
         let multi = json!({"type": "MultiPolygon", "coordinates": [[[[0, 0], [1, 0], [1, 1], [0, 0]]], [[[5, 5]]]]});
         assert!(err(multi).contains("aoi.coordinates[1][0]"));
+    }
+
+    #[test]
+    fn bow_ties_antimeridian_crossings_and_huge_rings_are_refused() {
+        let err = |v: Value| Aoi::from_geojson(&v, "aoi").expect_err("invalid").to_string();
+        // A bow tie: its two lobes' signed areas cancel, so its area (and an area limit) would lie.
+        let bow = json!({"type": "Polygon", "coordinates": [[[0, 0], [2, 2], [2, 0], [0, 2], [0, 0]]]});
+        let e = err(bow);
+        assert!(e.contains("aoi.coordinates[0]: the ring crosses itself"), "{e}");
+        // A hole that touches itself, inside a MultiPolygon: the path names polygon and ring.
+        let multi = json!({"type": "MultiPolygon", "coordinates": [
+            [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]],
+            [[[10, 10], [14, 10], [14, 14], [10, 14], [10, 10]], [[11, 11], [13, 13], [13, 11], [11, 13], [11, 11]]]
+        ]});
+        let e = err(multi);
+        assert!(e.contains("aoi.coordinates[1][1]: the ring crosses itself"), "{e}");
+        // The short way across ±180° is written as a jump of 358° of longitude.
+        let across = json!({"type": "Polygon", "coordinates": [[[179, 0], [-179, 0], [-179, 1], [179, 1], [179, 0]]]});
+        let e = err(across);
+        assert!(e.contains("aoi.coordinates[0][0]..[1]") && e.contains("antimeridian"), "{e}");
+        // Split at the antimeridian, the same area is accepted.
+        let split = json!({"type": "MultiPolygon", "coordinates": [
+            [[[179, 0], [180, 0], [180, 1], [179, 1], [179, 0]]],
+            [[[-180, 0], [-179, 0], [-179, 1], [-180, 1], [-180, 0]]]
+        ]});
+        let aoi = Aoi::from_geojson(&split, "aoi").expect("split AOI");
+        assert!((aoi.area_km2() - 2.0 * Aoi::from_bbox([0.0, 0.0, 1.0, 1.0]).expect("cell").area_km2()).abs() < 1.0);
+        // Too many positions.
+        let mut ring: Vec<Value> = (0..=MAX_VERTICES).map(|i| json!([i as f64 * 1e-4, 0.0])).collect();
+        ring.extend([json!([0.5, 1.0]), json!([0.0, 0.0])]);
+        let e = err(json!({"type": "Polygon", "coordinates": [ring]}));
+        assert!(e.contains("at most 10000"), "{e}");
+        // A simple concave ring is fine.
+        let concave = json!({"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [2, 1], [0, 4], [0, 0]]]});
+        assert!(Aoi::from_geojson(&concave, "aoi").is_ok());
     }
 }
