@@ -101,6 +101,8 @@ enum FloodCommand {
 enum ModelCommand {
     /// Encoder (and TiM) outputs for per-modality input tensors, named as the parity fixtures.
     Embed(terrastream::model_cmd::EmbedArgs),
+    /// TiM generation of intermediate modalities; LULC ids decoded to a class map.
+    Generate(terrastream::model_cmd::GenerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +210,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Model(ModelCommand::Embed(args)) => {
             let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::embed(&args)).await??;
+            println!("wrote {}", names.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model(ModelCommand::Generate(args)) => {
+            let names = tokio::task::spawn_blocking(move || terrastream::model_cmd::generate(&args)).await??;
             println!("wrote {}", names.join(", "));
             Ok(ExitCode::SUCCESS)
         }

@@ -1,18 +1,22 @@
-//! `terrastream model embed`: TerraMind on tensors a user brings, in the parity fixtures'
-//! format: per-modality `B x C x H x W` float32 inputs (already standardized) in, the
-//! reference's tensor names out (`embed`, `layer_{i}`, `mean_last`, `tim_<MOD>_ids`,
-//! `tim_<MOD>_logits_top5[_ids]`, `tim_layer_{i}`, `tim_mean_last`).
+//! `terrastream model embed` and `model generate`: TerraMind on tensors a user brings, in the
+//! parity fixtures' format: per-modality `B x C x H x W` float32 inputs (already standardized)
+//! in. `embed` writes the reference's tensor names (`embed`, `layer_{i}`, `mean_last`,
+//! `tim_<MOD>_ids`, `tim_<MOD>_logits_top5[_ids]`, `tim_layer_{i}`, `tim_mean_last`);
+//! `generate` writes TiM's ids of each target and, for LULC, the decoded class map.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tch::{Device, Tensor};
-use terrastream_model::{Config, Modality, TerraMind, TimConfig, read_tensors};
+use terrastream_model::{
+    Config, Modality, TerraMind, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, read_tensors,
+};
 use tracing::warn;
 
-/// Options of `model embed`.
+/// What `model embed` and `model generate` share: the model, the inputs, the output, TiM's
+/// sampling and the device.
 #[derive(Debug, Clone, clap::Args)]
-pub struct EmbedArgs {
+pub struct ModelArgs {
     /// tiny, small, base or large.
     #[arg(long, default_value = "tiny")]
     pub variant: String,
@@ -33,9 +37,6 @@ pub struct EmbedArgs {
     /// restricted to the input's tensors).
     #[arg(long, value_delimiter = ',')]
     pub modalities: Option<Vec<String>>,
-    /// Generate these modalities with TiM (e.g. LULC).
-    #[arg(long, value_delimiter = ',')]
-    pub tim: Vec<String>,
     /// TiM sampling temperature; 0 = argmax.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
@@ -45,12 +46,46 @@ pub struct EmbedArgs {
     /// TiM sampling seed.
     #[arg(long, default_value_t = 0)]
     pub tim_seed: u64,
-    /// mean (also write mean_last) or none.
-    #[arg(long, default_value = "mean")]
-    pub merge: String,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+}
+
+impl ModelArgs {
+    /// TiM settings for `targets`.
+    fn tim(&self, targets: &[Modality]) -> TimConfig {
+        TimConfig {
+            targets: targets.to_vec(),
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.tim_seed,
+            ..TimConfig::default()
+        }
+    }
+
+    /// The device, the configuration, the inputs in token order and the model with TiM
+    /// decoders for `tim`.
+    fn load(&self, tim: &[Modality]) -> Result<(Config, Vec<(Modality, Tensor)>, TerraMind)> {
+        let device: Device = terrastream_operators::DeviceChoice::parse(&self.device)?.device();
+        let cfg = Config::variant(&self.variant)?;
+        let (order, inputs) = model_inputs(&self.input, self.modalities.as_deref(), device)?;
+        let model = load_model(&cfg, &order, tim, self.checkpoint.as_deref(), self.seed, device)?;
+        Ok((cfg, inputs, model))
+    }
+}
+
+/// Options of `model embed`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedArgs {
+    /// Model, inputs, output, sampling and device.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Generate these modalities with TiM (e.g. LULC).
+    #[arg(long, value_delimiter = ',')]
+    pub tim: Vec<String>,
+    /// mean (also write mean_last) or none.
+    #[arg(long, default_value = "mean")]
+    pub merge: String,
 }
 
 /// Runs `model embed`; returns the names written.
@@ -58,15 +93,30 @@ pub fn embed(args: &EmbedArgs) -> Result<Vec<String>> {
     if !matches!(args.merge.as_str(), "mean" | "none") {
         bail!("--merge {:?}: expected mean or none", args.merge);
     }
-    let device: Device = terrastream_operators::DeviceChoice::parse(&args.device)?.device();
-    let cfg = Config::variant(&args.variant)?;
-    let tensors = read_tensors(&args.input).with_context(|| format!("--input {}", args.input.display()))?;
-    let order: Vec<Modality> = match &args.modalities {
+    let tim: Vec<Modality> = args.tim.iter().map(|t| Modality::tim_target(t)).collect::<Result<_, _>>()?;
+    let (_, inputs, model) = args.model.load(&tim)?;
+    let tim_cfg = (!tim.is_empty()).then(|| args.model.tim(&tim));
+    let mut outputs = model.named_outputs(&inputs, tim_cfg.as_ref())?;
+    if args.merge == "none" {
+        outputs.retain(|(k, _)| !k.ends_with("mean_last"));
+    }
+    write(&args.model.output, &outputs)?;
+    Ok(outputs.into_iter().map(|(k, _)| k).collect())
+}
+
+/// The input tensors, one per modality, in token order, on `device`.
+fn model_inputs(
+    input: &Path,
+    modalities: Option<&[String]>,
+    device: Device,
+) -> Result<(Vec<Modality>, Vec<(Modality, Tensor)>)> {
+    let tensors = read_tensors(input).with_context(|| format!("--input {}", input.display()))?;
+    let order: Vec<Modality> = match modalities {
         Some(names) => names.iter().map(|n| Modality::from_name(n)).collect::<Result<_, _>>()?,
         None => {
             let mut m: Vec<Modality> =
                 tensors.iter().map(|(k, _)| Modality::from_name(k)).collect::<Result<_, _>>().with_context(|| {
-                    format!("--input {}: every tensor must be named after a modality", args.input.display())
+                    format!("--input {}: every tensor must be named after a modality", input.display())
                 })?;
             m.sort();
             m
@@ -77,30 +127,97 @@ pub fn embed(args: &EmbedArgs) -> Result<Vec<String>> {
         let t = tensors
             .iter()
             .find(|(k, _)| Modality::from_name(k).ok() == Some(*m))
-            .with_context(|| format!("--input {}: no tensor {}", args.input.display(), m.name()))?;
+            .with_context(|| format!("--input {}: no tensor {}", input.display(), m.name()))?;
         inputs.push((*m, t.1.to_device(device)));
     }
-    let tim: Vec<Modality> = args.tim.iter().map(|t| Modality::tim_target(t)).collect::<Result<_, _>>()?;
-    let model = match &args.checkpoint {
-        Some(p) => TerraMind::load_with_tim(&cfg, &order, &tim, p, device)
+    Ok((order, inputs))
+}
+
+/// TerraMind from `checkpoint`, or with random weights (and a warning) without one.
+fn load_model(
+    cfg: &Config,
+    order: &[Modality],
+    tim: &[Modality],
+    checkpoint: Option<&Path>,
+    seed: u64,
+    device: Device,
+) -> Result<TerraMind> {
+    Ok(match checkpoint {
+        Some(p) => TerraMind::load_with_tim(cfg, order, tim, p, device)
             .with_context(|| format!("--checkpoint {}", p.display()))?,
         None => {
-            warn!(seed = args.seed, "no --checkpoint: TerraMind with RANDOM weights, for testing only");
-            TerraMind::random_with_tim(&cfg, &order, &tim, args.seed, device)?
+            warn!(seed, "no --checkpoint: TerraMind with RANDOM weights, for testing only");
+            TerraMind::random_with_tim(cfg, order, tim, seed, device)?
+        }
+    })
+}
+
+/// Options of `model generate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    /// Model, inputs and output (`tim_<MOD>_ids` `[B, N]` per target, `LULC` `[B, H, W]`
+    /// uint8).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Directory with the official tokenizers (`TerraMind_Tokenizer_LULC.pt` or
+    /// `.safetensors`); needed with --checkpoint.
+    #[arg(long)]
+    pub tokenizers: Option<PathBuf>,
+    /// Modalities to generate, in order (each conditions the next).
+    #[arg(long, value_delimiter = ',', default_value = "LULC")]
+    pub to: Vec<String>,
+}
+
+/// Runs `model generate`; returns the names written.
+pub fn generate(args: &GenerateArgs) -> Result<Vec<String>> {
+    let targets: Vec<Modality> = args.to.iter().map(|t| Modality::tim_target(t)).collect::<Result<_, _>>()?;
+    if let Some(image) = targets.iter().find(|t| **t != Modality::LULC) {
+        bail!(
+            "--to {}: turning generated {} tokens into an image needs its diffusion decoder, which is not \
+             implemented yet (issue 10); `model embed --tim {}` writes the token ids",
+            image.tim_name(),
+            image.tim_name(),
+            image.tim_name()
+        );
+    }
+    let m = &args.model;
+    let device: Device = terrastream_operators::DeviceChoice::parse(&m.device)?.device();
+    let cfg = Config::variant(&m.variant)?;
+    let lulc = TokenizerConfig::v1(Modality::LULC)?;
+    let tokenizer = match (&args.tokenizers, &m.checkpoint) {
+        (Some(dir), _) => {
+            let path = ["pt", "safetensors"]
+                .iter()
+                .map(|e| dir.join(format!("TerraMind_Tokenizer_LULC.{e}")))
+                .find(|p| p.exists())
+                .with_context(|| {
+                    format!("--tokenizers {}: no TerraMind_Tokenizer_LULC.pt or .safetensors in it", dir.display())
+                })?;
+            Tokenizer::load(&lulc, TokenizerParts::Decoder, &path, device)
+                .with_context(|| format!("{}", path.display()))?
+        }
+        (None, Some(ckpt)) => bail!(
+            "--checkpoint {} needs --tokenizers DIR with TerraMind_Tokenizer_LULC.pt to decode the LULC tokens",
+            ckpt.display()
+        ),
+        (None, None) => {
+            warn!("no --tokenizers: a reduced LULC decoder with RANDOM weights, for testing only");
+            Tokenizer::random(&lulc.with_size(cfg.dim, 2, cfg.num_heads), TokenizerParts::Decoder, m.seed, device)?
         }
     };
-    let tim_cfg = (!tim.is_empty()).then(|| TimConfig {
-        targets: tim.clone(),
-        temperature: args.temperature,
-        top_p: args.top_p,
-        seed: args.tim_seed,
-        ..TimConfig::default()
-    });
-    let mut outputs = model.named_outputs(&inputs, tim_cfg.as_ref())?;
-    if args.merge == "none" {
-        outputs.retain(|(k, _)| !k.ends_with("mean_last"));
+    let (_, inputs, model) = m.load(&targets)?;
+    let (_, _, h, w) = inputs.first().context("no input tensor")?.1.size4()?;
+    let out = model.tim(&inputs, &m.tim(&targets))?;
+    let mut outputs = Vec::new();
+    for t in &targets {
+        let ids = out.ids(*t).with_context(|| format!("TiM generated no {}", t.tim_name()))?;
+        if *t == Modality::LULC {
+            let grid = ids.f_reshape([-1, h / 16, w / 16])?;
+            outputs.push(("LULC".to_string(), tokenizer.decode_classes(&grid)?));
+        }
+        outputs.push((format!("tim_{}_ids", t.tim_name()), ids.shallow_clone()));
     }
-    write(&args.output, &outputs)?;
+    write(&m.output, &outputs)?;
     Ok(outputs.into_iter().map(|(k, _)| k).collect())
 }
 

@@ -81,3 +81,69 @@ fn model_embed_matches_the_reference_fixture() {
     }
     println!("model embed vs reference: {} tensors, worst max |diff| {worst:.2e}", report.len());
 }
+
+#[test]
+fn model_generate_decodes_tim_lulc_into_a_class_map() {
+    use tch::{Device, Kind, Tensor};
+    use terrastream_model::{Modality, Tokenizer, TokenizerConfig, TokenizerParts};
+    let fixture = repo_root().join("../shared/fixtures/terramind/tiny_s2l2a_s1grd_tim_lulc");
+    let input = fixture.join("inputs.safetensors").display().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let generated = tmp.path().join("generated.safetensors");
+    let embedded = tmp.path().join("embedded.safetensors");
+    let common = ["--variant", "tiny", "--input", &input, "--device", "cpu"];
+    // Random weights (no checkpoint, no tokenizers): stated by the command, exercised here.
+    let mut args = vec!["model", "generate", "--to", "LULC", "--temperature", "0", "--output"];
+    args.push(generated.to_str().expect("path"));
+    args.extend(common);
+    let out = terrastream(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RANDOM"), "{}", describe(&out));
+    let mut args = vec!["model", "embed", "--tim", "LULC", "--temperature", "0", "--output"];
+    args.push(embedded.to_str().expect("path"));
+    args.extend(common);
+    let out = terrastream(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let read = |p: &std::path::Path| -> std::collections::HashMap<String, Tensor> {
+        Tensor::read_safetensors(p).expect("safetensors").into_iter().collect()
+    };
+    let (g, e) = (read(&generated), read(&embedded));
+    // The same TiM ids as `model embed --tim LULC` with the same weights and seed.
+    assert!(g["tim_LULC_ids"].equal(&e["tim_LULC_ids"]), "generate and embed disagree on the LULC ids");
+    let map = &g["LULC"];
+    let (b, n) = g["tim_LULC_ids"].size2().expect("[B, N] ids");
+    let side = (n as f64).sqrt() as i64;
+    assert_eq!(map.size(), vec![b, side * 16, side * 16]);
+    assert_eq!(map.kind(), Kind::Uint8);
+    assert!(map.max().int64_value(&[]) < 10, "classes 0..10");
+    // The map is the LULC decoder's argmax for those ids (the reduced random decoder the
+    // command uses without --tokenizers: D of the variant, 2 blocks, seed 0).
+    let tok = Tokenizer::random(
+        &TokenizerConfig::v1(Modality::LULC).expect("lulc").with_size(192, 2, 3),
+        TokenizerParts::Decoder,
+        0,
+        Device::Cpu,
+    )
+    .expect("tokenizer");
+    let expect = tok.decode_classes(&g["tim_LULC_ids"].reshape([b, side, side])).expect("decode");
+    assert!(map.equal(&expect), "the class map is not the decoder's output for the ids");
+
+    // Image targets need the diffusion decoders: a clear error, nothing written.
+    let nothing = tmp.path().join("nothing.safetensors");
+    let mut args = vec!["model", "generate", "--to", "LULC,S1GRD", "--output"];
+    args.push(nothing.to_str().expect("path"));
+    args.extend(common);
+    let out = terrastream(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("diffusion decoder"), "{}", describe(&out));
+    assert!(!nothing.exists());
+    // Real weights without the tokenizer: named.
+    let weights = fixture.join("weights.safetensors").display().to_string();
+    let mut args = vec!["model", "generate", "--checkpoint", &weights, "--output"];
+    args.push(nothing.to_str().expect("path"));
+    args.extend(common);
+    let out = terrastream(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizers"), "{}", describe(&out));
+}
