@@ -6,6 +6,10 @@
 //! embedding (the encoder re-run on the inputs plus the generated tokens, averaged over
 //! modalities and positions) is added as [`EMBEDDING`].
 //!
+//! With [`TimOperatorConfig::lulc_map`], the LULC tokenizer's decoder also turns the generated
+//! LULC ids into a class map, added as the [`LULC_MAP`] column (UInt8 `[H, W]`, classes
+//! `0..10`, see `water::terramind::LULC_CLASS_NAMES`).
+//!
 //! The model thread is the one [`Embed`](crate::Embed) uses: batches reach it through a
 //! bounded channel, so the async runtime never blocks on the forward pass.
 
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use arrow_array::{FixedSizeListArray, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use terrastream_ingest::schema::{self, EMBEDDING};
-use terrastream_model::{Config, Modality, TimConfig};
+use terrastream_model::{Config, Modality, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts};
 
 use crate::embed::{
     EmbedConfig, IN_FLIGHT, ModelThread, load_model, model_columns, model_inputs, tensor_shape, to_f32_vec,
@@ -26,6 +30,18 @@ use crate::{ChipStream, Error, Result};
 
 /// Prefix of the generated token columns: `tim_LULC`, `tim_NDVI`, ...
 pub const TIM_PREFIX: &str = "tim_";
+/// The decoded land-cover class-map column.
+pub const LULC_MAP: &str = "lulc";
+
+/// Where the LULC decoder's weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LulcDecoder {
+    /// The official `TerraMind_Tokenizer_LULC.pt` (or safetensors with its keys).
+    Checkpoint(std::path::PathBuf),
+    /// A reduced decoder (the model's width, 2 blocks) with seeded random weights: the map is
+    /// noise, for tests only.
+    Random(u64),
+}
 
 /// What the TiM operator runs and how.
 #[derive(Debug, Clone)]
@@ -43,6 +59,9 @@ pub struct TimOperatorConfig {
     pub seed: u64,
     /// Also add the TiM-conditioned [`EMBEDDING`] column.
     pub embedding: bool,
+    /// Also decode the generated LULC ids into the [`LULC_MAP`] class-map column (needs `LULC`
+    /// among the targets).
+    pub lulc_map: Option<LulcDecoder>,
 }
 
 impl TimOperatorConfig {
@@ -55,6 +74,7 @@ impl TimOperatorConfig {
             top_p: 0.0,
             seed: 0,
             embedding: false,
+            lulc_map: None,
         }
     }
 }
@@ -71,6 +91,9 @@ pub struct Tim {
     dim: usize,
     embedding: bool,
     patch: usize,
+    /// The LULC decoder; behind a mutex because tensors may move between threads but not be
+    /// shared (only the model thread uses it).
+    lulc: Option<Arc<std::sync::Mutex<Tokenizer>>>,
 }
 
 impl Tim {
@@ -99,6 +122,26 @@ impl Tim {
             return Err(Error::Option { key: "tim.top_p".into(), reason: format!("{}: must be in [0, 1]", config.top_p) });
         }
         let cfg = Config::variant(&config.model.variant)?;
+        let lulc = match &config.lulc_map {
+            None => None,
+            Some(_) if !targets.contains(&Modality::LULC) => {
+                return Err(Error::Option {
+                    key: "tim.lulc_map".into(),
+                    reason: "decodes generated LULC: add LULC to tim.targets".into(),
+                });
+            }
+            Some(source) => {
+                let device = config.model.device.device();
+                let lulc = TokenizerConfig::v1(Modality::LULC)?;
+                Some(Arc::new(std::sync::Mutex::new(match source {
+                    LulcDecoder::Checkpoint(path) => Tokenizer::load(&lulc, TokenizerParts::Decoder, path, device)?,
+                    LulcDecoder::Random(seed) => {
+                        tracing::warn!("tim.lulc_map: a LULC decoder with RANDOM weights, for testing only");
+                        Tokenizer::random(&lulc.with_size(cfg.dim, 2, cfg.num_heads), TokenizerParts::Decoder, *seed, device)?
+                    }
+                })))
+            }
+        };
         let worker = load_model(&config.model, &targets)?;
         let settings = TimConfig {
             targets: targets.clone(),
@@ -116,6 +159,7 @@ impl Tim {
             dim: cfg.dim as usize,
             embedding: config.embedding,
             patch: cfg.patch_size as usize,
+            lulc,
         })
     }
 
@@ -172,6 +216,11 @@ impl Tim {
         if self.embedding {
             added.push(schema::embedding_field(self.dim));
         }
+        if self.lulc.is_some() {
+            let (h, w) = (gh * self.patch, gw * self.patch);
+            let metadata = schema::tensor_field(LULC_MAP, &[h, w]).metadata().clone();
+            added.push(Field::new(LULC_MAP, schema::fixed_list(DataType::UInt8, h * w), false).with_metadata(metadata));
+        }
         for field in added {
             if input.field_with_name(field.name()).is_ok() {
                 return Err(Error::Column {
@@ -189,13 +238,17 @@ impl Tim {
         let n = batch.num_rows();
         let mut ids: Vec<Vec<i32>> = vec![Vec::new(); self.targets.len()];
         let mut embeddings = Vec::new();
+        let mut maps: Vec<u8> = Vec::new();
+        let lulc_at = self.targets.iter().position(|t| *t == Modality::LULC);
+        let [gh, gw] = self.grid(&batch.schema())?;
         let mut start = 0;
         while start < n {
             let len = self.batch_size.min(n - start);
             let inputs = model_inputs(self.name(), &batch.slice(start, len), &self.columns)?;
             let settings = self.settings.clone();
             let embedding = self.embedding;
-            let (piece_ids, piece_embedding) = self
+            let decoder = self.lulc.clone().zip(lulc_at);
+            let (piece_ids, piece_embedding, piece_maps) = self
                 .worker
                 .call(move |model| {
                     let tensors = to_tensors(inputs, model.device());
@@ -209,9 +262,19 @@ impl Tim {
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let embedding = if embedding { to_f32_vec(&out.embed_pooled()?)? } else { Vec::new() };
-                    Ok((ids, embedding))
+                    let maps = match decoder {
+                        Some((tokenizer, at)) => {
+                            let grid = out.ids[at].1.f_reshape([-1, gh as i64, gw as i64]).map_err(terrastream_model::Error::from)?;
+                            let tokenizer = tokenizer.lock().map_err(|e| Error::Worker(e.to_string()))?;
+                            let classes = tokenizer.decode_classes(&grid)?.contiguous().view([-1]);
+                            Vec::<u8>::try_from(&classes).map_err(|e| Error::Worker(e.to_string()))?
+                        }
+                        None => Vec::new(),
+                    };
+                    Ok((ids, embedding, maps))
                 })
                 .await?;
+            maps.extend(piece_maps);
             for (all, piece) in ids.iter_mut().zip(piece_ids) {
                 all.extend(piece);
             }
@@ -229,6 +292,14 @@ impl Tim {
                 return Err(Error::Column { operator: self.name(), column: EMBEDDING.into(), reason: "not a list".into() });
             };
             columns.push(Arc::new(f32_list_array(item, self.dim, embeddings)?));
+        }
+        if self.lulc.is_some() {
+            let field = schema.field_with_name(LULC_MAP)?;
+            let DataType::FixedSizeList(item, size) = field.data_type() else {
+                return Err(Error::Column { operator: self.name(), column: LULC_MAP.into(), reason: "not a list".into() });
+            };
+            let values = Arc::new(arrow_array::UInt8Array::from(maps));
+            columns.push(Arc::new(FixedSizeListArray::try_new(Arc::clone(item), *size, values, None)?));
         }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
@@ -351,6 +422,7 @@ mod tests {
             top_p: 0.0,
             seed: 11,
             embedding,
+            lulc_map: None,
         }
     }
 
@@ -395,6 +467,29 @@ mod tests {
         let out2 = run(&again, batch());
         assert_eq!(ids(&out2), first);
         assert!(out2.column_by_name(EMBEDDING).is_none());
+    }
+
+    #[test]
+    fn lulc_map_is_the_decoded_tim_lulc() {
+        let mut c = config(2, 0.0, true);
+        c.lulc_map = Some(LulcDecoder::Random(5));
+        let out = run(&Tim::new(&c).expect("tim"), batch());
+        let field = out.schema().field_with_name(LULC_MAP).expect("lulc column").clone();
+        assert_eq!(schema::tensor_shape(&field), Some(vec![32, 32]));
+        let list = out.column_by_name(LULC_MAP).expect("lulc").as_any().downcast_ref::<FixedSizeListArray>().expect("list");
+        let map = list.values().as_any().downcast_ref::<arrow_array::UInt8Array>().expect("uint8").values().to_vec();
+        assert_eq!(map.len(), ROWS * 32 * 32);
+        assert!(map.iter().all(|&c| c < 10));
+        // The same decoder, applied to the ids column, gives the same maps.
+        let ids: Vec<i64> = ids(&out).iter().map(|&i| i64::from(i)).collect();
+        let cfg = TokenizerConfig::v1(Modality::LULC).expect("lulc").with_size(192, 2, 3);
+        let tok = Tokenizer::random(&cfg, TokenizerParts::Decoder, 5, tch::Device::Cpu).expect("decoder");
+        let expect = tok.decode_classes(&tch::Tensor::from_slice(&ids).reshape([ROWS as i64, 2, 2])).expect("decode");
+        assert_eq!(Vec::<u8>::try_from(&expect.view([-1])).expect("u8"), map);
+        // Without LULC among the targets there is nothing to decode.
+        c.targets = vec!["NDVI".into()];
+        let err = Tim::new(&c).expect_err("no LULC target");
+        assert!(err.to_string().contains("tim.lulc_map"), "{err}");
     }
 
     #[test]
