@@ -541,7 +541,15 @@ fn water_maps(
         ));
     }
     if wants("terramind") {
-        match terramind_member(cfg, r) {
+        // The model runs for seconds on a CPU: off the async workers when the runtime allows.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let member = if multi_thread {
+            tokio::task::block_in_place(|| terramind_member(cfg, r))
+        } else {
+            terramind_member(cfg, r)
+        };
+        match member {
             Ok((map, random)) => {
                 if random {
                     warnings.push("terramind ran with RANDOM weights (random_weights = true): its map is noise".into());
