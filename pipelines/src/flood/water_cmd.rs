@@ -177,33 +177,16 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
     let (mut tm_seconds, mut tm_random) = (None, false);
     let read_start = Instant::now();
     let mut read_s = 0.0;
+    // VV and VH in dB, read once for the S1 method and TerraMind alike.
+    let t = Instant::now();
+    let s1_db = match &s1 {
+        Some(r) if run_s1 || run_tm => Some(read_s1_db(r, args).await?),
+        _ => None,
+    };
+    read_s += t.elapsed().as_secs_f64();
     if run_s1 {
-        let Some(s1) = &s1 else { bail!("--method s1 needs --s1") };
+        let (Some(s1), Some((vv, vh))) = (&s1, &s1_db) else { bail!("--method s1 needs --s1") };
         let t = Instant::now();
-        let band = |n: usize| if n == 0 || n > s1.bands { None } else { Some(n) };
-        let (vv_band, vh_band) = (band(args.vv_band), if s1.bands < 2 { None } else { band(args.vh_band) });
-        if vv_band.is_none() && vh_band.is_none() {
-            bail!(
-                "{}: neither --vv-band {} nor --vh-band {} is a band of it ({} bands)",
-                s1.href,
-                args.vv_band,
-                args.vh_band,
-                s1.bands
-            );
-        }
-        let mut vv = match vv_band {
-            Some(b) => Some(s1.band(b).await?),
-            None => None,
-        };
-        let mut vh = match vh_band {
-            Some(b) => Some(s1.band(b).await?),
-            None => None,
-        };
-        if args.s1_linear {
-            for v in vv.iter_mut().chain(vh.iter_mut()).flat_map(|b| b.iter_mut()) {
-                *v = if *v > 0.0 { 10.0 * v.log10() } else { f32::NAN };
-            }
-        }
         let slope = match &dem {
             Some(d) => {
                 let (dx, dy) = grid.pixel_metres();
@@ -274,7 +257,8 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
     }
     if run_tm {
         let t = Instant::now();
-        let (map, random) = terramind_water(args, s1.as_ref(), s2.as_ref(), w, h).await?;
+        let s1 = s1.as_ref().zip(s1_db.as_ref());
+        let (map, random) = terramind_water(args, s1, s2.as_ref(), w, h).await?;
         tm_seconds = Some(t.elapsed().as_secs_f64());
         tm_random = random;
         members.push(("terramind", map));
@@ -339,7 +323,7 @@ pub async fn water(args: &WaterArgs) -> Result<serde_json::Value> {
 /// fine-tuned head. Returns the map and whether the weights were random.
 async fn terramind_water(
     args: &WaterArgs,
-    s1: Option<&InputRaster>,
+    s1: Option<(&InputRaster, &(Option<Vec<f32>>, Option<Vec<f32>>))>,
     s2: Option<&InputRaster>,
     w: usize,
     h: usize,
@@ -347,17 +331,8 @@ async fn terramind_water(
     use terrastream_model::Modality;
     use water::terramind::{TerraMindInput, TerraMindWater, TerraMindWaterConfig};
     let s1_bands = match s1 {
-        Some(r) if r.bands >= 2 => {
-            let mut vv = r.band(args.vv_band.max(1)).await?;
-            let mut vh = r.band(args.vh_band.max(1)).await?;
-            if args.s1_linear {
-                for v in vv.iter_mut().chain(vh.iter_mut()) {
-                    *v = if *v > 0.0 { 10.0 * v.log10() } else { f32::NAN };
-                }
-            }
-            Some((vv, vh))
-        }
-        Some(r) => bail!("--method terramind: {} has {} band(s); TerraMind's S1GRD needs VV and VH", r.href, r.bands),
+        Some((_, (Some(vv), Some(vh)))) => Some((vv, vh)),
+        Some((r, _)) => bail!("--method terramind: {} has {} band(s); TerraMind's S1GRD needs VV and VH", r.href, r.bands),
         None => None,
     };
     let s2_bands = match s2 {
@@ -404,6 +379,36 @@ async fn terramind_water(
     };
     let map = tokio::task::block_in_place(|| model.water(&input))?;
     Ok((map, model.is_random()))
+}
+
+/// VV and VH of `s1` in dB (bands from --vv-band / --vh-band; --s1-linear converted); either
+/// may be absent, not both.
+async fn read_s1_db(s1: &InputRaster, args: &WaterArgs) -> Result<(Option<Vec<f32>>, Option<Vec<f32>>)> {
+    let band = |n: usize| if n == 0 || n > s1.bands { None } else { Some(n) };
+    let (vv_band, vh_band) = (band(args.vv_band), if s1.bands < 2 { None } else { band(args.vh_band) });
+    if vv_band.is_none() && vh_band.is_none() {
+        bail!(
+            "{}: neither --vv-band {} nor --vh-band {} is a band of it ({} bands)",
+            s1.href,
+            args.vv_band,
+            args.vh_band,
+            s1.bands
+        );
+    }
+    let mut vv = match vv_band {
+        Some(b) => Some(s1.band(b).await?),
+        None => None,
+    };
+    let mut vh = match vh_band {
+        Some(b) => Some(s1.band(b).await?),
+        None => None,
+    };
+    if args.s1_linear {
+        for v in vv.iter_mut().chain(vh.iter_mut()).flat_map(|b| b.iter_mut()) {
+            *v = if *v > 0.0 { 10.0 * v.log10() } else { f32::NAN };
+        }
+    }
+    Ok((vv, vh))
 }
 
 /// Writes `value` to `path` atomically (temporary file, then rename).
