@@ -127,7 +127,7 @@ fn items_of(doc: Value, href: &str) -> Vec<Result<SceneItem>> {
     features
         .into_iter()
         .map(|f| {
-            serde_json::from_value::<Item>(f)
+            crate::item::parse_item(serde_json::from_value::<Item>(f))
                 .map(|item| SceneItem::from_item(item, href))
                 .map_err(|e| Error::Href { href: href.to_string(), reason: format!("not a STAC item: {e}") })
         })

@@ -169,6 +169,7 @@ impl Cog {
         let reader: Arc<dyn AsyncFileReader> =
             Arc::new(ObjectReader::new(Arc::clone(&location.store), location.path.clone()));
         let cache = ReadaheadMetadataCache::new(Arc::clone(&reader));
+        crate::ifd_check::check_ifd_chain(&cache).await?;
         let mut meta = TiffMetadataReader::try_open(&cache).await?;
         let endianness = meta.endianness();
         let mut ifds = meta.read_all_ifds(&cache).await?;
@@ -605,7 +606,17 @@ fn ifd_data_type(ifd: &ImageFileDirectory) -> Result<DataType, CogError> {
         (SampleFormat::Int, 32) => DataType::Int32,
         (SampleFormat::Float, 32) => DataType::Float32,
         (SampleFormat::Float, 64) => DataType::Float64,
-        (f, b) => return Err(CogError::Unsupported(format!("{b}-bit {f:?} samples"))),
+        (f, b) => {
+            // TIFF SampleFormat 5 and 6 are complex integers and floats (SAR SLC products).
+            let kind = match f {
+                SampleFormat::Unknown(5) => "complex integer".to_string(),
+                SampleFormat::Unknown(6) => "complex float".to_string(),
+                other => format!("{other:?}"),
+            };
+            return Err(CogError::Unsupported(format!(
+                "{b}-bit {kind} samples (8-32 bit integers and 32/64-bit floats are read)"
+            )));
+        }
     };
     Ok(dt)
 }

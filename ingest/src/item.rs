@@ -28,12 +28,23 @@ pub struct SceneItem {
     pub base_dir: PathBuf,
 }
 
+/// A deserialized item, refused when its id is empty: the id names the scene in the output, the
+/// ledger and every error message, so scenes without one could not be told apart (stac's
+/// `Item` defaults a missing id to "").
+pub fn parse_item(item: serde_json::Result<Item>) -> serde_json::Result<Item> {
+    let item = item?;
+    if item.id.trim().is_empty() {
+        return Err(<serde_json::Error as serde::de::Error>::custom("the item has no \"id\""));
+    }
+    Ok(item)
+}
+
 impl SceneItem {
     /// Reads an item from a JSON file.
     pub fn from_path(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::ReadItem { path: path.into(), source })?;
-        let item: Item =
-            serde_json::from_slice(&bytes).map_err(|source| Error::ParseItem { path: path.into(), source })?;
+        let item = parse_item(serde_json::from_slice(&bytes))
+            .map_err(|source| Error::ParseItem { path: path.into(), source })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Self { item, base_dir })
     }
@@ -42,7 +53,7 @@ impl SceneItem {
     /// asset hrefs are made absolute against `href`, so the item reads the same from anywhere.
     pub async fn from_href(href: &str) -> Result<Self> {
         let bytes = read_href(href).await?;
-        let item: Item = serde_json::from_slice(&bytes)
+        let item = parse_item(serde_json::from_slice(&bytes))
             .map_err(|e| Error::Href { href: href.to_string(), reason: format!("not a STAC item: {e}") })?;
         Ok(Self::from_item(item, href))
     }

@@ -140,7 +140,7 @@ impl StacClient {
                     if max_items.is_some_and(|m| sent >= m) {
                         return;
                     }
-                    let item = serde_json::from_value::<Item>(feature).map_err(|e| Error::Href {
+                    let item = crate::item::parse_item(serde_json::from_value::<Item>(feature)).map_err(|e| Error::Href {
                         href: url.clone(),
                         reason: format!("page {pages}: not a STAC item: {e}"),
                     });
@@ -181,7 +181,7 @@ impl StacClient {
 
 /// Sends the request `build` makes (a fresh one per attempt) and parses the answer as JSON;
 /// timeouts, connection errors, 429 and 5xx are retried with exponential backoff and full
-/// jitter, honouring `Retry-After` (seconds). Errors name `url`.
+/// jitter, honouring `Retry-After` (seconds or an HTTP date). Errors name `url`.
 pub(crate) async fn send_json(
     options: &RemoteOptions,
     url: &str,
@@ -205,8 +205,7 @@ pub(crate) async fn send_json(
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .and_then(crate::retry_after::parse_retry_after);
                 if attempt >= options.max_retries {
                     return Err(herr(format!("HTTP {} after {} retries", resp.status(), attempt)));
                 }

@@ -3,7 +3,7 @@
 //!
 //! Remote stores are created once per host or bucket and shared, so connections are reused;
 //! every remote store retries timeouts, 429 and 5xx answers with exponential backoff and jitter,
-//! and the stores of one host share a bound on concurrent requests ([`crate::limit`]).
+//! waiting at least what a `Retry-After` header asks ([`crate::retry_after`]), and the stores of one host share a bound on concurrent requests ([`crate::limit`]).
 //!
 //! An `http(s)` href may carry a query string (a Planetary Computer SAS token): object_store's
 //! HTTP store appends object paths to its base URL with `Url::path_segments_mut`, which keeps
@@ -24,6 +24,7 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use tokio::sync::Semaphore;
 
 use crate::limit::{Limited, RequestBudget};
+use crate::retry_after::RetryAfterConnector;
 use crate::{Error, Result};
 
 /// A readable location: a store and a path inside it.
@@ -140,6 +141,7 @@ impl Stores {
                     .with_url(base_url)
                     .with_client_options(self.client_options())
                     .with_retry(self.retry())
+                    .with_http_connector(RetryAfterConnector)
                     .build()
                     .map_err(|e| herr(e.to_string()))?,
             ),
@@ -155,6 +157,7 @@ impl Stores {
                     };
                 Arc::new(
                     builder
+                        .with_http_connector(RetryAfterConnector)
                         .with_skip_signature(anonymous)
                         .with_client_options(self.client_options())
                         .build()

@@ -77,3 +77,19 @@ async fn truncated_and_byte_flipped_tiffs_are_errors_not_crashes() {
     println!("damaged GeoTIFF: {cases} cases, {errors} errors, the rest read, no panic or abort");
     assert!(errors > 0);
 }
+
+/// Inputs the fuzzer (`fuzz/`, target `cog_window`) found to crash the reader, kept so that
+/// they stay errors: each must open to an error, not abort the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzzer_findings_are_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/data/fuzz") {
+        let path = entry.expect("entry").path();
+        let err = read_all(&path).await.expect_err("a fuzzer finding must not read");
+        println!("{}: {err}", path.display());
+        assert!(err.contains("malformed TIFF"), "{}: {err}", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "no findings in {}", dir.display());
+}

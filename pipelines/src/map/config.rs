@@ -385,14 +385,19 @@ impl MapConfig {
     pub fn from_path(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
-        let mut cfg: Self = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let base = std::path::absolute(base).with_context(|| format!("config {}", path.display()))?;
-        cfg.resolve(&base);
-        cfg.validate().with_context(|| format!("config {}", path.display()))?;
+        Self::parse(&text, &base).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses and validates a config's text; relative paths become relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> anyhow::Result<Self> {
+        let mut cfg: Self = toml::from_str(text)?;
+        cfg.resolve(base);
+        cfg.validate()?;
         Ok(cfg)
     }
 

@@ -285,7 +285,11 @@ async fn register_parquet(ctx: &SessionContext, name: &str, urls: Vec<String>, p
         .iter()
         .map(ListingTableUrl::parse)
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    // A directory is listed for `.parquet` files; a file named on its own is read whatever its
+    // name, so that a file which is not Parquet gets the Parquet reader's error, not "No files
+    // found".
+    let extension = if urls.iter().all(|u| !u.ends_with('/')) { "" } else { ".parquet" };
+    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     if partitioned {
         options = options.with_table_partition_cols(
             PARTITION_COLUMNS

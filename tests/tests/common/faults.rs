@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -60,6 +60,10 @@ struct Script {
     rules: Vec<Rule>,
     injected: BTreeMap<Fault, usize>,
     requests: usize,
+    /// When a `Retry-After` answer went out, by path and Range (a retry asks for the same).
+    asked_to_wait: BTreeMap<String, Instant>,
+    /// How long after such an answer its retry came.
+    retry_gaps: Vec<Duration>,
 }
 
 /// A running server; it stops with the test process.
@@ -103,7 +107,14 @@ impl FaultServer {
     pub fn take_injected(&self) -> BTreeMap<Fault, usize> {
         let mut s = self.script.lock().expect("script");
         s.rules.clear();
+        s.asked_to_wait.clear();
         std::mem::take(&mut s.injected)
+    }
+
+    /// For each `Retry-After` answer so far whose request came again: how long after; then the
+    /// list starts again from empty.
+    pub fn take_retry_gaps(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.script.lock().expect("script").retry_gaps)
     }
 
     /// Requests answered so far.
@@ -116,9 +127,14 @@ type AppState = (Arc<PathBuf>, Arc<Mutex<Script>>);
 
 async fn serve(State((dir, script)): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().trim_start_matches('/').to_string();
+    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let request_key = format!("{path} {range_header}");
     let fault = {
         let mut s = script.lock().expect("script");
         s.requests += 1;
+        if let Some(at) = s.asked_to_wait.remove(&request_key) {
+            s.retry_gaps.push(at.elapsed());
+        }
         let hit = s.rules.iter_mut().find(|r| r.remaining > 0 && path.contains(&r.pattern)).and_then(|r| {
             if r.skip > 0 {
                 r.skip -= 1;
@@ -129,6 +145,9 @@ async fn serve(State((dir, script)): State<AppState>, req: Request) -> Response 
         });
         if let Some(f) = hit {
             *s.injected.entry(f).or_default() += 1;
+            if matches!(f, Fault::TooManyRequests | Fault::Unavailable) {
+                s.asked_to_wait.insert(request_key, Instant::now());
+            }
         }
         hit
     };
@@ -138,7 +157,7 @@ async fn serve(State((dir, script)): State<AppState>, req: Request) -> Response 
     let Ok(data) = tokio::fs::read(dir.join(&path)).await else {
         return status(StatusCode::NOT_FOUND);
     };
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| parse_range(r, data.len()));
+    let range = parse_range(&range_header, data.len());
     match fault {
         Some(Fault::TooManyRequests) => return retry_after(StatusCode::TOO_MANY_REQUESTS),
         Some(Fault::Unavailable) => return retry_after(StatusCode::SERVICE_UNAVAILABLE),

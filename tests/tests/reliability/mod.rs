@@ -4,6 +4,8 @@
 //! failure log naming the asset, with a non-zero exit; no chip is lost or written twice, and a
 //! re-run without faults completes the output. The test prints the reliability report.
 
+mod bad_input;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -79,8 +81,8 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
         (Fault::Corrupt, 1, 1, false),
     ];
     let mut report = vec![format!(
-        "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9}",
-        "fault", "injected", "recovered", "failure log", "written", "lost", "duplicated", "re-run ok"
+        "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
+        "fault", "injected", "recovered", "failure log", "written", "lost", "duplicated", "re-run ok", "retried after"
     )];
     for (i, (fault, skip, times, recoverable)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("case{i}"));
@@ -88,6 +90,7 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
         server.inject(fault, TARGET, skip, times);
         let (run, summary) = map(&cfg);
         let injected = server.take_injected().get(&fault).copied().unwrap_or(0);
+        let gaps = server.take_retry_gaps();
         let name = format!("{}{}", fault.name(), if skip > 0 { " (tile)" } else { "" });
         assert!(injected > 0, "{name}: the run never hit the fault: {}", describe(&run));
         let written = if out.join("embeddings").exists() { rows(&out) } else { vec![] };
@@ -121,6 +124,13 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
                 .collect();
             assert!(logged.iter().any(|r| r.contains(TARGET)), "{name}: failure log in the store: {logged:?}");
         }
+        // The server said `Retry-After: 1`: no retry may come sooner (object_store alone waits
+        // its 50 ms backoff here).
+        let waited = gaps.iter().min().copied();
+        if matches!(fault, Fault::TooManyRequests | Fault::Unavailable) {
+            assert_eq!(gaps.len(), injected, "{name}: every Retry-After answer was retried: {gaps:?}");
+            assert!(gaps.iter().all(|g| *g >= Duration::from_millis(990)), "{name}: retried before Retry-After: {gaps:?}");
+        }
         assert_eq!(duplicated, 0, "{}: duplicated chips", name);
         assert_eq!(lost, 0, "{}: lost chips", name);
         // The same run again without faults completes (or keeps) the output.
@@ -128,7 +138,7 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
         assert!(again.status.success(), "{}: re-run: {}", name, describe(&again));
         assert_eq!(rows(&out), baseline, "{}: re-run output", name);
         report.push(format!(
-            "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9}",
+            "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
             name,
             injected,
             if run.status.success() { injected } else { 0 },
@@ -136,7 +146,8 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
             written.len(),
             lost,
             duplicated,
-            "yes"
+            "yes",
+            waited.map_or("-".to_string(), |g| format!(">= {:.2} s", g.as_secs_f64()))
         ));
         if !recoverable {
             report.push(format!("    {}", failures.first().map(String::as_str).unwrap_or("")));
