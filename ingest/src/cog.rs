@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_tiff::metadata::TiffMetadataReader;
 use async_tiff::metadata::cache::ReadaheadMetadataCache;
-use async_tiff::reader::{AsyncFileReader, Endianness, ObjectReader};
+use async_tiff::reader::{AsyncFileReader, Endianness};
 use async_tiff::tags::{Compression, PlanarConfiguration};
 use async_tiff::{DataType, ImageFileDirectory};
 
@@ -18,6 +18,7 @@ use crate::bands::Resampling;
 use crate::decode::{Layout, decode_planes};
 use crate::error::CogError;
 use crate::geo::GeoTransform;
+use crate::range_reader::RangeReader;
 use crate::resample::{Raster, resample};
 use crate::store::Location;
 
@@ -167,7 +168,7 @@ impl Cog {
 
     async fn open_unguarded(location: &Location) -> Result<Self, CogError> {
         let reader: Arc<dyn AsyncFileReader> =
-            Arc::new(ObjectReader::new(Arc::clone(&location.store), location.path.clone()));
+            Arc::new(RangeReader::new(Arc::clone(&location.store), location.path.clone()));
         let cache = ReadaheadMetadataCache::new(Arc::clone(&reader));
         crate::ifd_check::check_ifd_chain(&cache).await?;
         let mut meta = TiffMetadataReader::try_open(&cache).await?;

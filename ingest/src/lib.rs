@@ -46,6 +46,7 @@ pub mod memory;
 pub mod pairing;
 pub mod poll;
 pub mod provider;
+mod range_reader;
 pub mod resample;
 pub mod retry_after;
 pub mod sar;

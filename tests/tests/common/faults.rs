@@ -30,6 +30,9 @@ pub enum Fault {
     IgnoreRange,
     /// The right headers and length, with every byte of the body's second half inverted.
     Corrupt,
+    /// `206` whose `Content-Range` announces the whole range requested, with a `Content-Length`
+    /// (and a body) of half of it: the body ends cleanly, short.
+    ShortBody,
 }
 
 impl Fault {
@@ -42,6 +45,7 @@ impl Fault {
             Fault::Stall(_) => "stall past timeout",
             Fault::IgnoreRange => "Range ignored (200)",
             Fault::Corrupt => "corrupted bytes",
+            Fault::ShortBody => "short body (Content-Length)",
         }
     }
 }
@@ -169,6 +173,9 @@ async fn serve(State((dir, script)): State<AppState>, req: Request) -> Response 
         _ => (StatusCode::OK, 0, data.len()),
     };
     let mut body = data[start..end].to_vec();
+    if fault == Some(Fault::ShortBody) {
+        body.truncate(body.len() / 2);
+    }
     let len = body.len();
     if fault == Some(Fault::Corrupt) {
         for b in &mut body[len / 2..] {

@@ -77,11 +77,12 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
         (Fault::Unavailable, 1, 3, true),
         (Fault::ResetMidBody, 1, 2, true),
         (Fault::Stall(Duration::from_secs(4)), 1, 1, true),
+        (Fault::ShortBody, 1, 2, true),
         (Fault::IgnoreRange, 0, 1, false),
         (Fault::Corrupt, 1, 1, false),
     ];
     let mut report = vec![format!(
-        "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
+        "{:<34} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
         "fault", "injected", "recovered", "failure log", "written", "lost", "duplicated", "re-run ok", "retried after"
     )];
     for (i, (fault, skip, times, recoverable)) in cases.into_iter().enumerate() {
@@ -138,7 +139,7 @@ fn network_faults_are_retried_or_logged_and_nothing_is_lost() {
         assert!(again.status.success(), "{}: re-run: {}", name, describe(&again));
         assert_eq!(rows(&out), baseline, "{}: re-run output", name);
         report.push(format!(
-            "{:<28} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
+            "{:<34} {:>8} {:>10} {:>12} {:>8} {:>5} {:>10} {:>9} {:>14}",
             name,
             injected,
             if run.status.success() { injected } else { 0 },

@@ -54,7 +54,9 @@ pub fn parse_request(body: &[u8], cfg: &EventConfig, now: DateTime<Utc>) -> Resu
         .keys()
         .find(|k| !matches!(k.as_str(), "aoi" | "event_time" | "name"))
     {
-        return Err(bad(k.as_str(), "unknown field (expected aoi, event_time, name)"));
+        // An empty key names no field: the body is at fault then (found by fuzzing).
+        let field = if k.is_empty() { "body" } else { k.as_str() };
+        return Err(bad(field, format!("unknown field {k:?} (expected aoi, event_time, name)")));
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,
@@ -240,6 +242,12 @@ mod tests {
     fn malformed_bodies_and_geojson_are_400_naming_the_field() {
         let e = refused("{not json");
         assert_eq!((e.status, e.field.as_str()), (StatusCode::BAD_REQUEST, "body"));
+        // An empty key (found by fuzzing) is the body's fault, and the message shows the key.
+        let e = refused(r#"{"": 1}"#);
+        assert_eq!((e.status, e.field.as_str()), (StatusCode::BAD_REQUEST, "body"), "{e:?}");
+        assert!(e.message.contains("unknown field \"\""), "{e:?}");
+        let e = refused(r#"{"aoj": 1}"#);
+        assert_eq!(e.field, "aoj", "{e:?}");
         let e = refused(
             r#"{"aoi": {"type": "Polygon", "coordinates": [[[0,0],[1,0],[1,1]]]}, "event_time": "2024-05-01T00:00:00Z"}"#,
         );
