@@ -158,26 +158,37 @@ pub fn validate_request(cfg: &EventConfig, req: &EventRequest) -> Result<()> {
     check(cfg, req).map(|_| ())
 }
 
-fn check(cfg: &EventConfig, req: &EventRequest) -> Result<Aoi> {
+/// Longest search window before or after an event, days: ten years, so that the window's
+/// arithmetic on timestamps cannot overflow (a bound found by fuzzing the service config).
+pub const MAX_WINDOW_DAYS: f64 = 3650.0;
+
+/// Finest and coarsest output grids, metres: a finer grid over the largest AOI would be more
+/// pixels than memory holds.
+pub const RESOLUTION_RANGE_M: std::ops::RangeInclusive<f64> = 1.0..=10_000.0;
+
+/// Checks the config values alone; errors name the key.
+pub fn check_config(cfg: &EventConfig) -> Result<()> {
     ensure!(!cfg.stac.trim().is_empty(), "stac: no STAC API URL configured");
     ensure!(!cfg.s1_collection.is_empty(), "s1_collection: empty");
     ensure!(
-        cfg.after_days > 0.0 && cfg.after_days.is_finite(),
-        "after_days {}: must be positive",
+        cfg.after_days > 0.0 && cfg.after_days <= MAX_WINDOW_DAYS,
+        "after_days {}: must be positive, at most {MAX_WINDOW_DAYS}",
         cfg.after_days
     );
     ensure!(
-        cfg.reference_days >= 0.0 && cfg.reference_days.is_finite(),
-        "reference_days {}: must be zero or positive",
+        cfg.reference_days >= 0.0 && cfg.reference_days <= MAX_WINDOW_DAYS,
+        "reference_days {}: must be zero or positive, at most {MAX_WINDOW_DAYS}",
         cfg.reference_days
     );
     ensure!(
-        cfg.resolution_m > 0.0 && cfg.resolution_m.is_finite(),
-        "resolution_m {}: must be positive",
-        cfg.resolution_m
+        RESOLUTION_RANGE_M.contains(&cfg.resolution_m),
+        "resolution_m {}: must be between {} and {} m",
+        cfg.resolution_m,
+        RESOLUTION_RANGE_M.start(),
+        RESOLUTION_RANGE_M.end()
     );
     ensure!(
-        cfg.max_area_km2 > 0.0,
+        cfg.max_area_km2 > 0.0 && cfg.max_area_km2.is_finite(),
         "max_area_km2 {}: must be positive",
         cfg.max_area_km2
     );
@@ -193,6 +204,11 @@ fn check(cfg: &EventConfig, req: &EventRequest) -> Result<Aoi> {
             "methods: unknown method {m:?} (known: {METHODS:?})"
         );
     }
+    Ok(())
+}
+
+fn check(cfg: &EventConfig, req: &EventRequest) -> Result<Aoi> {
+    check_config(cfg)?;
     if let Some(name) = &req.name {
         ensure!(name.chars().count() <= 200, "name: longer than 200 characters");
     }

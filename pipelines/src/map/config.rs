@@ -103,8 +103,9 @@ impl NetworkConfig {
         let d = terrastream_ingest::store::RemoteOptions::default();
         let secs = |key: &str, v: Option<f64>, default: std::time::Duration| match v {
             None => Ok(default),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
-            Some(s) => anyhow::bail!("source.network.{key} = {s}: must be a positive number of seconds"),
+            // At most a day: larger values overflow the durations made from them (found by fuzzing).
+            Some(s) if s > 0.0 && s <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("source.network.{key} = {s}: must be a positive number of seconds, at most 86400"),
         };
         Ok(terrastream_ingest::store::RemoteOptions {
             max_retries: self.max_retries.unwrap_or(d.max_retries),
@@ -597,6 +598,11 @@ mod tests {
             ),
             (
                 "[source]\nitems=['a.json']\n[source.network]\ntimeout_s=-1\n[output]\ndir='out'\n",
+                "source.network.timeout_s",
+            ),
+            (
+                // Found by fuzzing: a Duration from this many seconds panicked.
+                "[source]\nitems=['a.json']\n[source.network]\ntimeout_s=17777777777777777777\n[output]\ndir='out'\n",
                 "source.network.timeout_s",
             ),
             (

@@ -36,6 +36,9 @@ use serde::Deserialize;
 
 use crate::flood::event::EventConfig;
 
+/// Longest interval or time limit a config may give, seconds (a day).
+const MAX_SECONDS: f64 = 86_400.0;
+
 /// The whole service config.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +223,10 @@ impl ServeConfig {
         if cfg.webhooks.max_attempts == 0 {
             bail!("webhooks.max_attempts: must be at least 1");
         }
+        if !(cfg.webhooks.timeout_s > 0.0 && cfg.webhooks.timeout_s <= MAX_SECONDS) {
+            bail!("webhooks.timeout_s: must be a positive number of seconds, at most {MAX_SECONDS}");
+        }
+        crate::flood::event::check_config(&cfg.mapping).context("mapping")?;
         for (i, w) in cfg.watch.iter().enumerate() {
             let ok = !w.name.is_empty()
                 && w.name
@@ -234,11 +241,15 @@ impl ServeConfig {
             if cfg.watch[..i].iter().any(|o| o.name == w.name) {
                 bail!("watch[{i}].name: {:?} is used twice", w.name);
             }
-            if !(w.interval_s > 0.0 && w.interval_s.is_finite()) {
-                bail!("watch[{i}].interval_s: must be a positive number of seconds");
+            // Bounded so that the durations made from them cannot overflow (found by fuzzing).
+            if !(w.interval_s > 0.0 && w.interval_s <= MAX_SECONDS) {
+                bail!("watch[{i}].interval_s: must be a positive number of seconds, at most {MAX_SECONDS}");
             }
-            if !(w.lookback_days >= 0.0 && w.lookback_days.is_finite()) {
-                bail!("watch[{i}].lookback_days: must be zero or more days");
+            if !(w.lookback_days >= 0.0 && w.lookback_days <= crate::flood::event::MAX_WINDOW_DAYS) {
+                bail!(
+                    "watch[{i}].lookback_days: must be zero or more days, at most {}",
+                    crate::flood::event::MAX_WINDOW_DAYS
+                );
             }
         }
         Ok(cfg)
@@ -337,6 +348,18 @@ stac = "http://127.0.0.1:9/api"
         assert!(e.to_string().contains("limits.max_area_km2"), "{e}");
         let e = ServeConfig::parse(&format!("{MIN}\n[webhooks]\nurls = [\"http://x/\"]\n")).expect_err("no secret");
         assert!(e.to_string().contains("webhooks.secret"), "{e}");
+        // Values whose durations would overflow (the fuzzer's kind) are refused when read.
+        let e = ServeConfig::parse(&format!("{MIN}\n[webhooks]\ntimeout_s = 1e300\n")).expect_err("huge");
+        assert!(e.to_string().contains("webhooks.timeout_s"), "{e}");
+        let e = ServeConfig::parse(&MIN.replace("[mapping]", "[mapping]\nafter_days = 1e300")).expect_err("huge");
+        assert!(format!("{e:#}").contains("after_days"), "{e:#}");
+        let e = ServeConfig::parse(&MIN.replace("[mapping]", "[mapping]\nresolution_m = 0.000001")).expect_err("fine");
+        assert!(format!("{e:#}").contains("resolution_m"), "{e:#}");
+        let watch = "[[watch]]\nname = \"w\"\naoi = {}\n";
+        let e = ServeConfig::parse(&format!("{MIN}\n{watch}interval_s = 1e30\n")).expect_err("huge");
+        assert!(e.to_string().contains("watch[0].interval_s"), "{e}");
+        let e = ServeConfig::parse(&format!("{MIN}\n{watch}lookback_days = 1e30\n")).expect_err("huge");
+        assert!(e.to_string().contains("watch[0].lookback_days"), "{e}");
     }
 
     #[test]
