@@ -75,6 +75,10 @@ struct MapArgs {
     /// Print the summary (or plan) as JSON on stdout, without progress bars.
     #[arg(long)]
     json: bool,
+    /// Keep running: plan and run again every SECONDS (new, late and updated scenes of a `stac`
+    /// source are mapped as they appear; finished units are skipped) until SIGINT/SIGTERM.
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Map { action: None, run: args } => {
             let (cfg, path, (shard, source)) = map_setup(&args)?;
             let options = map::RunOptions { shard, shard_source: Some(source), quiet: args.json };
+            if let Some(secs) = args.watch {
+                let interval = std::time::Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .with_context(|| format!("--watch {secs}: give a positive number of seconds"))?;
+                terrastream::map_cmd::watch(&cfg, options, interval, |cycle, summary| {
+                    if args.json {
+                        // One line per cycle: a stream of JSON objects.
+                        println!("{}", serde_json::to_string(summary).unwrap_or_default());
+                    } else {
+                        println!("cycle {cycle}:\n{summary}");
+                    }
+                    for failure in &summary.failures {
+                        eprintln!("error: {failure}");
+                    }
+                })
+                .await
+                .with_context(|| format!("map --watch {}", path.display()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let summary = map::run(&cfg, options).await.with_context(|| format!("map {}", path.display()))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -1,4 +1,5 @@
-//! `terrastream map plan`: the work units of a config, before or during a run.
+//! `terrastream map plan`: the work units of a config, before or during a run; and `map --watch`:
+//! the same run again every interval, for scenes that keep arriving.
 
 use std::io::Write;
 
@@ -81,5 +82,37 @@ pub async fn print_plan(cfg: &MapConfig, shard: Shard, json: bool, mut out: impl
     for r in &plan.rejected {
         writeln!(out, "rejected: {r}")?;
     }
+    Ok(())
+}
+
+/// `terrastream map run.toml --watch SECONDS`: plans and runs `cfg` again every `interval`
+/// until SIGINT or SIGTERM, so that new scenes (a `stac` source searched again), scenes
+/// published late and updated items are mapped as they appear. The manifest makes each cycle
+/// incremental: finished units whose scenes did not change are skipped. A signal during a cycle
+/// takes effect when it ends (a map run is crash-safe, so SIGKILL is fine too). A cycle that
+/// fails (the STAC API down) is logged and the next one tries again. Each cycle's summary goes
+/// to `on_cycle`.
+pub async fn watch(
+    cfg: &MapConfig,
+    options: crate::map::RunOptions,
+    interval: std::time::Duration,
+    mut on_cycle: impl FnMut(u64, &crate::map::MapSummary),
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered before the first cycle, so that a signal during it is not the default exit.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    for cycle in 1u64.. {
+        match crate::map::run(cfg, options).await {
+            Ok(summary) => on_cycle(cycle, &summary),
+            Err(e) => tracing::warn!(cycle, "map cycle failed, trying again in {interval:?}: {e:#}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("map --watch: stopped by a signal");
     Ok(())
 }

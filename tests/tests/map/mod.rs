@@ -7,6 +7,7 @@
 mod crash;
 mod s1;
 mod shards;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
