@@ -200,6 +200,11 @@ pub struct RunConfig {
     /// Shard count for Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX` gives only the index);
     /// `TERRASTREAM_SHARD_COUNT` overrides it.
     pub shards: Option<usize>,
+    /// Whether a finished unit is mapped again when one of its items was re-published (its
+    /// `updated` time changed). Default true; false keeps finished units as they are unless
+    /// their scene list changes (a scene published late is still mapped).
+    #[serde(default = "default_reprocess_updated")]
+    pub reprocess_updated: bool,
 }
 
 /// The time step of work units.
@@ -339,6 +344,10 @@ const fn default_concurrency() -> usize {
     2
 }
 
+const fn default_reprocess_updated() -> bool {
+    true
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
@@ -346,6 +355,7 @@ impl Default for RunConfig {
             selection: Selection::default(),
             concurrency: default_concurrency(),
             shards: None,
+            reprocess_updated: default_reprocess_updated(),
         }
     }
 }

@@ -234,7 +234,8 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         if !cfg.source.tiles.is_empty() && !cfg.source.tiles.contains(&tile) {
             continue;
         }
-        let updated = item.item.properties.updated.clone();
+        // Without re-processing, `updated` stays out of the unit's fingerprint.
+        let updated = item.item.properties.updated.clone().filter(|_| cfg.run.reprocess_updated);
         let chips = chips_from_metadata(&item, modality, cfg);
         scenes.push((
             tile,
@@ -252,6 +253,9 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         let candidates = s1_candidates(s1_cfg, &scenes, &mut rejected).await?;
         for (_, scene) in &mut scenes {
             scene.s1 = nearest_s1(&scene.item, &candidates, s1_cfg.max_days)?.cloned();
+            if let Some(s1) = scene.s1.as_mut().filter(|_| !cfg.run.reprocess_updated) {
+                s1.item.properties.updated = None;
+            }
         }
     }
     let scenes_found = scenes.len();
@@ -519,6 +523,31 @@ fn extend_bbox(geometry: &serde_json::Value, bbox: &mut [f64; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plans a one-item config (the sample item with `updated` set) and returns its unit's
+    /// fingerprint.
+    async fn fingerprint_with(updated: &str, reprocess: bool) -> String {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/rio-tiler-pds/S2A_29RKH_20200219_0_L2A/S2A_29RKH_20200219_0_L2A.json");
+        let mut item: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(sample).expect("sample item")).expect("json");
+        item["properties"]["updated"] = updated.into();
+        std::fs::write(dir.path().join("item.json"), item.to_string()).expect("write item");
+        let text = format!(
+            "[source]\nitems = ['item.json']\n[run]\nreprocess_updated = {reprocess}\n[output]\ndir = 'out'\n"
+        );
+        let cfg = MapConfig::parse(&text, dir.path()).expect("config");
+        let plan = plan(&cfg, &terrastream_ingest::bands::S2L2A).await.expect("plan");
+        plan.units[0].fingerprint("settings")
+    }
+
+    #[tokio::test]
+    async fn re_publishing_an_item_maps_its_unit_again_only_when_the_config_says_so() {
+        let (a, b) = ("2022-11-06T09:32:34Z", "2024-01-01T00:00:00Z");
+        assert_ne!(fingerprint_with(a, true).await, fingerprint_with(b, true).await);
+        assert_eq!(fingerprint_with(a, false).await, fingerprint_with(b, false).await);
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
