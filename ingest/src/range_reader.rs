@@ -59,10 +59,7 @@ impl RangeReader {
                 });
             }
             attempt += 1;
-            let backoff = network
-                .init_backoff
-                .saturating_mul(1 << attempt.min(16))
-                .min(network.max_backoff);
+            let backoff = network.backoff(attempt);
             tracing::warn!(path = %self.path, ?range, got = bytes.len(), announced, attempt, "short body, retrying");
             tokio::time::sleep(backoff).await;
         }

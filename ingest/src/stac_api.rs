@@ -6,10 +6,8 @@
 //! holds one page in memory.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use stac::Item;
@@ -220,17 +218,10 @@ pub(crate) async fn send_json(
             Err(e) => return Err(herr(e.to_string())),
         };
         attempt += 1;
-        let backoff = backoff(options, attempt);
+        let backoff = options.backoff(attempt);
         tracing::warn!(url, attempt, ?backoff, "request failed, retrying");
         tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
     }
-}
-
-/// Exponential backoff with full jitter.
-fn backoff(options: &RemoteOptions, attempt: usize) -> Duration {
-    let cap = options.max_backoff.as_secs_f64();
-    let exp = (options.init_backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1)).min(cap);
-    Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp.max(1e-3)))
 }
 
 impl PageRequest {

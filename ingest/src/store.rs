@@ -3,7 +3,8 @@
 //!
 //! Remote stores are created once per host or bucket and shared, so connections are reused;
 //! every remote store retries timeouts, 429 and 5xx answers with exponential backoff and jitter,
-//! waiting at least what a `Retry-After` header asks ([`crate::retry_after`]), and the stores of one host share a bound on concurrent requests ([`crate::limit`]).
+//! waiting at least what a `Retry-After` header asks ([`crate::retry_after`]), and the stores of
+//! one host share a bound on concurrent requests ([`crate::limit`]).
 //!
 //! An `http(s)` href may carry a query string (a Planetary Computer SAS token): object_store's
 //! HTTP store appends object paths to its base URL with `Url::path_segments_mut`, which keeps
@@ -21,6 +22,7 @@ use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use rand::Rng;
 use tokio::sync::Semaphore;
 
 use crate::limit::{Limited, RequestBudget};
@@ -49,6 +51,17 @@ pub struct RemoteOptions {
     pub timeout: Duration,
     /// Requests in flight at once to one host (all stores of the host together).
     pub max_concurrency_per_host: usize,
+}
+
+impl RemoteOptions {
+    /// The wait before retry `attempt` (1 for the first): `init_backoff` doubling per attempt up
+    /// to `max_backoff`, with jitter (uniform over its upper half), so that clients that failed
+    /// together do not retry together.
+    pub fn backoff(&self, attempt: usize) -> Duration {
+        let cap = self.max_backoff.as_secs_f64();
+        let exp = (self.init_backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1)).min(cap);
+        Duration::from_secs_f64(rand::rng().random_range(exp / 2.0..=exp.max(1e-3)))
+    }
 }
 
 impl Default for RemoteOptions {
