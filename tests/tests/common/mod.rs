@@ -21,6 +21,23 @@ pub fn s2_scene_dir() -> PathBuf {
     shared_data().join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A")
 }
 
+/// The sample scene's STAC item file.
+pub fn s2_item_path() -> PathBuf {
+    s2_scene_dir().join("S2A_29RKH_20200219_0_L2A.json")
+}
+
+/// A copy of the sample scene's files (as symlinks) in `dir`, without `skip`.
+pub fn mirror_scene_assets(dir: &Path, skip: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    for entry in std::fs::read_dir(s2_scene_dir()).expect("ls scene") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name.to_string_lossy() != skip {
+            std::os::unix::fs::symlink(entry.path(), dir.join(&name)).expect("symlink");
+        }
+    }
+}
+
 /// Builds the workspace's binaries and examples once per test process, exactly as the
 /// enclosing `cargo test --workspace` does (same profile, same feature resolution, so nothing
 /// is compiled twice and nothing run here is stale), and returns `<target>/<profile>`.

@@ -1,27 +1,10 @@
 //! Bad input: each case ends with a one-line error naming the item and the asset, and a
 //! non-zero exit.
 
-use std::path::Path;
-
 use crate::common::*;
 
 const ITEM: &str = "S2A_29RKH_20200219_0_L2A";
 
-/// A copy of the sample scene's COGs (as symlinks) in `dir`, without `skip`.
-fn mirror_assets(dir: &Path, skip: &str) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    for entry in std::fs::read_dir(s2_scene_dir()).expect("ls scene") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name();
-        if name.to_string_lossy() != skip {
-            std::os::unix::fs::symlink(entry.path(), dir.join(&name)).expect("symlink");
-        }
-    }
-}
-
-fn item_path() -> std::path::PathBuf {
-    s2_scene_dir().join(format!("{ITEM}.json"))
-}
 
 /// The stderr lines that start with `error:`.
 fn error_lines(out: &std::process::Output) -> Vec<String> {
@@ -43,8 +26,8 @@ fn assert_one_line_error(out: &std::process::Output, needles: &[&str]) {
 fn missing_asset_file_names_item_and_asset() {
     let tmp = tempfile::tempdir().expect("tmp");
     let assets = tmp.path().join("assets");
-    mirror_assets(&assets, "B05.tif");
-    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    mirror_scene_assets(&assets, "B05.tif");
+    let cfg = write_config(tmp.path(), &s2_item_path(), &assets, &tmp.path().join("out"));
     let out = terrastream(&["map", &cfg.display().to_string()]);
     assert_one_line_error(&out, &[ITEM, "asset rededge1", "B05.tif"]);
     assert!(!tmp.path().join("out/embeddings/MGRS-29RKH_2020-02.parquet").exists(), "no output for a failed scene");
@@ -54,12 +37,12 @@ fn missing_asset_file_names_item_and_asset() {
 fn corrupt_tiff_names_item_and_asset() {
     let tmp = tempfile::tempdir().expect("tmp");
     let assets = tmp.path().join("assets");
-    mirror_assets(&assets, "B8A.tif");
+    mirror_scene_assets(&assets, "B8A.tif");
     // A TIFF header followed by garbage: the IFD offset points nowhere sensible.
     let mut bytes = b"II*\0\x08\0\0\0".to_vec();
     bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8));
     std::fs::write(assets.join("B8A.tif"), bytes).expect("write corrupt tiff");
-    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    let cfg = write_config(tmp.path(), &s2_item_path(), &assets, &tmp.path().join("out"));
     let out = terrastream(&["map", &cfg.display().to_string()]);
     assert_one_line_error(&out, &[ITEM, "asset nir08", "B8A.tif"]);
 }
@@ -68,11 +51,11 @@ fn corrupt_tiff_names_item_and_asset() {
 fn truncated_tiff_names_item_and_asset() {
     let tmp = tempfile::tempdir().expect("tmp");
     let assets = tmp.path().join("assets");
-    mirror_assets(&assets, "B02.tif");
+    mirror_scene_assets(&assets, "B02.tif");
     // The real header and IFDs, but the tile data cut off.
     let real = std::fs::read(s2_scene_dir().join("B02.tif")).expect("read B02");
     std::fs::write(assets.join("B02.tif"), &real[..real.len() / 3]).expect("write truncated");
-    let cfg = write_config(tmp.path(), &item_path(), &assets, &tmp.path().join("out"));
+    let cfg = write_config(tmp.path(), &s2_item_path(), &assets, &tmp.path().join("out"));
     let out = terrastream(&["map", &cfg.display().to_string()]);
     assert_one_line_error(&out, &[ITEM, "asset blue", "B02.tif"]);
     assert!(!tmp.path().join("out/embeddings/MGRS-29RKH_2020-02.parquet").exists(), "no partial output");
@@ -81,7 +64,7 @@ fn truncated_tiff_names_item_and_asset() {
 #[test]
 fn item_without_bands_names_item_and_band() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut item: serde_json::Value = serde_json::from_slice(&std::fs::read(item_path()).expect("item")).expect("json");
+    let mut item: serde_json::Value = serde_json::from_slice(&std::fs::read(s2_item_path()).expect("item")).expect("json");
     let assets = item["assets"].as_object_mut().expect("assets");
     assets.retain(|k, _| k == "visual" || k == "thumbnail");
     let path = tmp.path().join("item.json");

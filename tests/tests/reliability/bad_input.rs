@@ -31,10 +31,6 @@ fn needles(n: &[&str]) -> Expect {
     Expect::Error(n.iter().map(|s| s.to_string()).collect())
 }
 
-fn item_path() -> PathBuf {
-    s2_scene_dir().join(format!("{ITEM}.json"))
-}
-
 fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
@@ -62,7 +58,7 @@ fn map_args(cfg: &Path) -> Vec<String> {
 /// The sample item with `edit` applied, written to `dir/name.json`.
 fn item(dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
     let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(item_path()).expect("item")).expect("json");
+        serde_json::from_slice(&std::fs::read(s2_item_path()).expect("item")).expect("json");
     edit(&mut v);
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec(&v).expect("json")).expect("write item");
@@ -73,14 +69,7 @@ fn item(dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBu
 /// `make` writes to the path it is given.
 fn assets_with_red(dir: &Path, name: &str, make: impl Fn(&Path)) -> PathBuf {
     let assets = dir.join(name);
-    std::fs::create_dir_all(&assets).expect("mkdir");
-    for entry in std::fs::read_dir(s2_scene_dir()).expect("ls scene") {
-        let entry = entry.expect("entry");
-        if entry.file_name() != "B04.tif" {
-            std::os::unix::fs::symlink(entry.path(), assets.join(entry.file_name()))
-                .expect("symlink");
-        }
-    }
+    mirror_scene_assets(&assets, "B04.tif");
     make(&assets.join("B04.tif"));
     assets
 }
@@ -105,7 +94,7 @@ fn gdal_translate(options: &'static [&'static str]) -> impl Fn(&Path) {
 
 fn map_cases(tmp: &Path) -> Vec<Case> {
     let scene = s2_scene_dir();
-    let plain = item_path();
+    let plain = s2_item_path();
     let cfg = |name: &str, edit: fn(String) -> String| config(tmp, name, &plain, &scene, edit);
     let mut cases = vec![];
     let mut add = |entry, case, args, expect| {
