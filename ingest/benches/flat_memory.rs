@@ -11,11 +11,12 @@
 //! peak RSS, and the ratio of each peak to the N = 1 peak (goal: flat, within ~10%). No memory
 //! figure is asserted.
 //!
-//! It runs every N three times: with glibc malloc's defaults, with a fixed mmap threshold from
-//! the environment (`MALLOC_MMAP_THRESHOLD_=131072`), and with
-//! [`bound_heap_growth`](terrastream_ingest::memory::bound_heap_growth), which is what the
-//! `terrastream` binary calls first thing. With the defaults the peak grows with N although
-//! nothing is kept (see `terrastream_ingest::memory`); with the threshold fixed it stays flat.
+//! It runs every N three times: with glibc malloc's defaults, with a fixed mmap threshold
+//! ([`HeapBound::MmapThreshold`]) and with one malloc arena ([`HeapBound::SingleArena`], what
+//! the `terrastream` binary applies first thing; see `terrastream_ingest::memory`). With the
+//! defaults the peak grows with N although nothing is kept. Items are made as the source takes
+//! them (a lazy iterator), so they do not add to the peak; the table also shows the peak less
+//! the RSS before streaming.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +27,7 @@ use futures::StreamExt;
 use terrastream_ingest::bands::S2L2A;
 use terrastream_ingest::grid::EdgePolicy;
 use terrastream_ingest::item::{HrefRewrite, SceneItem};
+use terrastream_ingest::memory::HeapBound;
 use terrastream_ingest::{ChipLedger, SceneOptions, SceneSource};
 
 /// The prefix of the sample item's asset hrefs (the public bucket), mapped to the local copy.
@@ -42,19 +44,20 @@ fn status_mib(key: &str) -> f64 {
 }
 
 /// One run: streams `n` copies of the item, prints `chips= rss_before_mib= peak_mib= seconds=`.
-fn child(n: usize, data: &Path, prefetch: usize, blocking: usize, bound: bool) -> Result<(), String> {
-    if bound && !terrastream_ingest::memory::bound_heap_growth() {
-        return Err("bound_heap_growth did not apply (not glibc, or MALLOC_MMAP_THRESHOLD_ set)".into());
+fn child(n: usize, data: &Path, prefetch: usize, blocking: usize, bound: Option<HeapBound>) -> Result<(), String> {
+    if let Some(bound) = bound
+        && !terrastream_ingest::memory::bound_heap_growth(bound)
+    {
+        return Err(format!("{bound:?} did not apply (not glibc, or set in the environment)"));
     }
     let dir = data.join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A");
     let item = SceneItem::from_path(&dir.join("S2A_29RKH_20200219_0_L2A.json")).map_err(|e| e.to_string())?;
-    let items: Vec<SceneItem> = (0..n)
-        .map(|i| {
-            let mut copy = item.clone();
-            copy.item.id = format!("{}-{i}", item.id());
-            copy
-        })
-        .collect();
+    // Made one at a time as the source takes them, so that the items do not add to the peak.
+    let items = (0..n).map(move |i| {
+        let mut copy = item.clone();
+        copy.item.id = format!("{}-{i}", item.id());
+        copy
+    });
     let options = SceneOptions {
         modality: S2L2A,
         chip_size: 224,
@@ -107,7 +110,7 @@ fn main() -> Result<(), String> {
     let mut prefetch = 2;
     let mut blocking = 512;
     let mut child_n = None;
-    let mut bound = false;
+    let mut bound = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -118,7 +121,13 @@ fn main() -> Result<(), String> {
             "--prefetch" => prefetch = num(&value()?)?,
             "--blocking" => blocking = num(&value()?)?.max(1),
             "--child" => child_n = Some(num(&value()?)?),
-            "--bound-heap" => bound = true,
+            "--heap" => {
+                bound = match value()?.as_str() {
+                    "arena" => Some(HeapBound::SingleArena),
+                    "mmap" => Some(HeapBound::MmapThreshold),
+                    other => return Err(format!("--heap {other}: arena or mmap")),
+                }
+            }
             // `cargo bench` passes `--bench`; ignore flags of the default harness.
             _ => {}
         }
@@ -128,26 +137,18 @@ fn main() -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     println!("whole-scene chip pass (S2L2A 12 bands + SCL, 224 px chips, prefetch {prefetch}), one process per N");
-    for mode in [Malloc::Defaults, Malloc::Env, Malloc::Binary] {
+    for bound in [None, Some(HeapBound::MmapThreshold), Some(HeapBound::SingleArena)] {
         println!(
             "malloc: {}",
-            match mode {
-                Malloc::Defaults => "glibc defaults (dynamic mmap threshold)",
-                Malloc::Env => "MALLOC_MMAP_THRESHOLD_=131072 (fixed)",
-                Malloc::Binary => "bound_heap_growth() as the terrastream binary calls it",
+            match bound {
+                None => "glibc defaults (dynamic mmap threshold, an arena per thread)",
+                Some(HeapBound::MmapThreshold) => "fixed mmap threshold (128 KiB)",
+                Some(HeapBound::SingleArena) => "one arena (the terrastream binary's setting)",
             }
         );
-        table(&exe, &scenes, prefetch, blocking, &data, mode)?;
+        table(&exe, &scenes, prefetch, blocking, &data, bound)?;
     }
     Ok(())
-}
-
-/// How a child's malloc is set up.
-#[derive(Clone, Copy, PartialEq)]
-enum Malloc {
-    Defaults,
-    Env,
-    Binary,
 }
 
 /// One child per N; prints a row each.
@@ -157,23 +158,23 @@ fn table(
     prefetch: usize,
     blocking: usize,
     data: &Path,
-    mode: Malloc,
+    bound: Option<HeapBound>,
 ) -> Result<(), String> {
     println!(
-        "{:>6} {:>7} {:>10} {:>15} {:>14} {:>13}",
-        "scenes", "chips", "seconds", "RSS before MiB", "peak RSS MiB", "peak / N=1"
+        "{:>6} {:>7} {:>10} {:>15} {:>14} {:>13} {:>16} {:>11}",
+        "scenes", "chips", "seconds", "RSS before MiB", "peak RSS MiB", "peak / N=1", "peak-before MiB", "/ N=1"
     );
-    let mut first = None;
+    let (mut first, mut first_net) = (None, None);
     for &n in scenes {
         let mut cmd = Command::new(exe);
-        if mode == Malloc::Env {
-            cmd.env("MALLOC_MMAP_THRESHOLD_", "131072");
-        } else {
-            cmd.env_remove("MALLOC_MMAP_THRESHOLD_");
+        for var in ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"] {
+            cmd.env_remove(var);
         }
-        if mode == Malloc::Binary {
-            cmd.arg("--bound-heap");
-        }
+        match bound {
+            Some(HeapBound::SingleArena) => cmd.args(["--heap", "arena"]),
+            Some(HeapBound::MmapThreshold) => cmd.args(["--heap", "mmap"]),
+            None => &mut cmd,
+        };
         let args =
             ["--child", &n.to_string(), "--prefetch", &prefetch.to_string(), "--blocking", &blocking.to_string()]
                 .map(|a| a.to_string());
@@ -184,14 +185,16 @@ fn table(
         }
         let line = stdout.lines().last().unwrap_or_default();
         let peak = field(line, "peak_mib")?;
+        let before = field(line, "rss_before_mib")?;
         let base = *first.get_or_insert(peak);
+        let base_net = *first_net.get_or_insert(peak - before);
         println!(
-            "{n:>6} {:>7} {:>10.2} {:>15.1} {:>14.1} {:>13.3}",
+            "{n:>6} {:>7} {:>10.2} {before:>15.1} {peak:>14.1} {:>13.3} {:>16.1} {:>11.3}",
             field(line, "chips")?,
             field(line, "seconds")?,
-            field(line, "rss_before_mib")?,
-            peak,
-            peak / base
+            peak / base,
+            peak - before,
+            (peak - before) / base_net
         );
     }
     Ok(())

@@ -25,7 +25,7 @@
 //!   order, SAS signing of blob hrefs.
 //! - [`poll`]: polling a STAC API for new scenes, with a watermark kept in the output store.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
-//! - [`memory`]: keeping a long run's resident memory flat (glibc malloc's mmap threshold).
+//! - [`memory`]: keeping a long run's resident memory flat (one glibc malloc arena).
 //! - [`stream`]: the `ChipStream` type and its adapter.
 
 #![deny(missing_docs)]

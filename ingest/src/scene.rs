@@ -175,8 +175,15 @@ impl SceneSource {
     ///
     /// On a source that reads Sentinel-1 ([`SceneSource::with_s1`]) the items have no match:
     /// use [`SceneSource::stream_pairs`].
-    pub fn stream(&self, items: Vec<SceneItem>, prefetch: usize) -> ChipStream {
-        self.stream_pairs(items.into_iter().map(ScenePair::from).collect(), prefetch)
+    ///
+    /// `items` may be lazy (a search still paging, copies made on the fly): each is taken when
+    /// the scene before it is done, and dropped after its own.
+    pub fn stream<I>(&self, items: I, prefetch: usize) -> ChipStream
+    where
+        I: IntoIterator<Item = SceneItem>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream_pairs(items.into_iter().map(ScenePair::from), prefetch)
     }
 
     /// Streams the chips of each pair's Sentinel-2 scene as [`SceneSource::stream`] does, with
@@ -184,7 +191,12 @@ impl SceneSource {
     /// ([`SceneSource::with_s1`]). A scene without a Sentinel-1 item then fails, named, when
     /// [`S1Options::required`], and is otherwise skipped, its chips counted in the ledger under
     /// [`NO_S1_MATCH`].
-    pub fn stream_pairs(&self, pairs: Vec<ScenePair>, prefetch: usize) -> ChipStream {
+    pub fn stream_pairs<I>(&self, pairs: I, prefetch: usize) -> ChipStream
+    where
+        I: IntoIterator<Item = ScenePair>,
+        I::IntoIter: Send + 'static,
+    {
+        let pairs = pairs.into_iter();
         let (tx, rx) = mpsc::channel(prefetch.max(1));
         let source = self.clone();
         tokio::spawn(async move {

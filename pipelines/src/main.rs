@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use terrastream::map::{self, MapConfig};
 use terrastream::telemetry::{LogFormat, init_logging};
+use terrastream_ingest::memory::HeapBound;
 
 /// Streaming Earth-observation foundation-model inference: STAC scenes in, TerraMind
 /// embeddings and maps out.
@@ -131,10 +132,16 @@ enum CogCommand {
 }
 
 fn main() -> ExitCode {
-    // Before any thread allocates: a run's peak memory then stays flat as scenes stream through,
-    // at some cost in read speed (see terrastream_ingest::memory), so only when asked.
-    let heap_bounded = std::env::var_os("TERRASTREAM_BOUNDED_HEAP").is_some_and(|v| v == "1")
-        && terrastream_ingest::memory::bound_heap_growth();
+    // Before any thread allocates: a run's peak memory then stays flat as scenes stream through
+    // (see terrastream_ingest::memory). `TERRASTREAM_BOUNDED_HEAP=0` keeps glibc's defaults;
+    // `=mmap` trades speed for a little less memory.
+    let heap_setting = std::env::var("TERRASTREAM_BOUNDED_HEAP").ok();
+    let heap_bound = match heap_setting.as_deref() {
+        Some("0") => None,
+        Some("mmap") => Some(HeapBound::MmapThreshold),
+        _ => Some(HeapBound::SingleArena),
+    };
+    let heap_bounded = heap_bound.is_some_and(terrastream_ingest::memory::bound_heap_growth);
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // Panics that a stage recovers from (a third-party parser choking on a bad file) are
@@ -144,7 +151,10 @@ fn main() -> ExitCode {
         let msg = terrastream_ingest::cog::panic_message(info.payload());
         tracing::error!(at, "internal panic: {msg}");
     }));
-    tracing::debug!(heap_bounded, "malloc mmap threshold fixed");
+    if let Some(v) = heap_setting.filter(|v| !["0", "1", "mmap"].contains(&v.as_str())) {
+        tracing::warn!("TERRASTREAM_BOUNDED_HEAP={v:?} is not 0, 1 or mmap; using 1 (one malloc arena)");
+    }
+    tracing::debug!(?heap_bound, applied = heap_bounded, "malloc heap bound");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -173,7 +183,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Map { action: None, run: args } => {
             let (cfg, path, (shard, source)) = map_setup(&args)?;
-            let options = map::RunOptions { shard, shard_source: Some(source), quiet: args.json };
+            let options = map::RunOptions { shard, shard_source: Some(source), quiet: args.json, search_from: None };
             if let Some(secs) = args.watch {
                 let interval = std::time::Duration::try_from_secs_f64(secs)
                     .ok()

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use crate::map::manifest::Manifest;
 use crate::map::output::OutputLocation;
@@ -88,7 +89,10 @@ pub async fn print_plan(cfg: &MapConfig, shard: Shard, json: bool, mut out: impl
 /// `terrastream map run.toml --watch SECONDS`: plans and runs `cfg` again every `interval`
 /// until SIGINT or SIGTERM, so that new scenes (a `stac` source searched again), scenes
 /// published late and updated items are mapped as they appear. The manifest makes each cycle
-/// incremental: finished units whose scenes did not change are skipped. A signal during a cycle
+/// incremental: finished units whose scenes did not change are skipped. After the first cycle,
+/// which searches the whole `datetime` range, a cycle searches only from the latest acquisition
+/// seen less `source.watch_lookback_days` (from the start of that run period), so a long range
+/// costs a few search pages per cycle, not all of them. A signal during a cycle
 /// takes effect when it ends (a map run is crash-safe, so SIGKILL is fine too). A cycle that
 /// fails (the STAC API down) is logged and the next one tries again. Each cycle's summary goes
 /// to `on_cycle`.
@@ -102,9 +106,20 @@ pub async fn watch(
     // Registered before the first cycle, so that a signal during it is not the default exit.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // The latest acquisition seen so far: later cycles search from it less the lookback.
+    let mut watermark: Option<DateTime<Utc>> = None;
+    let lookback = chrono::Duration::milliseconds((cfg.source.watch_lookback_days * 86_400_000.0) as i64);
     for cycle in 1u64.. {
+        let options = crate::map::RunOptions {
+            search_from: watermark.map(|t| t - lookback),
+            ..options
+        };
         match crate::map::run(cfg, options).await {
-            Ok(summary) => on_cycle(cycle, &summary),
+            Ok(summary) => {
+                // Only a cycle that succeeded moves the watermark, and never back.
+                watermark = watermark.max(summary.latest_acquisition);
+                on_cycle(cycle, &summary);
+            }
             Err(e) => tracing::warn!(cycle, "map cycle failed, trying again in {interval:?}: {e:#}"),
         }
         tokio::select! {

@@ -11,6 +11,13 @@ use terrastream_ingest::sar::Radiometry;
 use terrastream_ingest::store::normalize;
 use terrastream_sinks::geoparquet::{EmbeddingEncoding, GeometryEncoding, Partitioning};
 
+/// The longest `source.watch_lookback_days` (ten years).
+pub const MAX_LOOKBACK_DAYS: f64 = 3650.0;
+
+fn default_watch_lookback() -> f64 {
+    3.0
+}
+
 /// A mapping run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +66,12 @@ pub struct SourceConfig {
     pub max_cloud_cover: Option<f64>,
     /// Page size of STAC API searches.
     pub page_size: Option<u64>,
+    /// With `map --watch` and a `stac` source: how far before the latest acquisition seen a
+    /// cycle searches again, in days, for items published late or updated. A cycle searches from
+    /// the start of the run period that holds that time, so every unit it plans has all its
+    /// scenes; the first cycle searches the whole `datetime` range. Default 3.
+    #[serde(default = "default_watch_lookback")]
+    pub watch_lookback_days: f64,
     /// Most HTTP/S3 requests one scene may issue (headers and tiles); more fails the scene.
     pub request_budget: Option<u64>,
     /// Modality to read: `S2L2A`.
@@ -499,6 +512,12 @@ impl MapConfig {
                 s.max_cloud_cover
             );
         }
+        if !(s.watch_lookback_days >= 0.0 && s.watch_lookback_days <= MAX_LOOKBACK_DAYS) {
+            bail!(
+                "source.watch_lookback_days: a number of days 0..={MAX_LOOKBACK_DAYS}, got {}",
+                s.watch_lookback_days
+            );
+        }
         if let Some(s1) = &s.s1 {
             match (s1.items.is_empty(), &s1.stac) {
                 (true, None) => bail!("source.s1: give `items` (STAC item files) or `stac` (a STAC API URL)"),
@@ -601,6 +620,14 @@ mod tests {
             (
                 "[source]\nitems=['a.json']\nmax_cloud_cover=150\n[output]\ndir='out'\n",
                 "source.max_cloud_cover",
+            ),
+            (
+                "[source]\nitems=['a.json']\nwatch_lookback_days=-1\n[output]\ndir='out'\n",
+                "source.watch_lookback_days",
+            ),
+            (
+                "[source]\nitems=['a.json']\nwatch_lookback_days=1e9\n[output]\ndir='out'\n",
+                "source.watch_lookback_days",
             ),
             (
                 "[source]\nitems=['a.json']\n[run]\nconcurrency=0\n[output]\ndir='out'\n",

@@ -156,6 +156,10 @@ pub struct Plan {
     pub scenes_found: usize,
     /// Items that could not be used, each with its reason.
     pub rejected: Vec<String>,
+    /// The latest acquisition time among the items found: the next watch cycle's watermark.
+    pub latest: Option<DateTime<Utc>>,
+    /// Where the STAC search started when the plan was narrowed by a watermark.
+    pub searched_from: Option<DateTime<Utc>>,
 }
 
 /// One line of `map plan --json`.
@@ -182,6 +186,14 @@ pub struct UnitLine<'a> {
 /// Finds the config's scenes (item files or a STAC API search), filters them by AOI, date, tile
 /// and cloud cover, and groups them into work units.
 pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
+    plan_since(cfg, modality, None).await
+}
+
+/// [`plan`], with a `stac` source searched only from the start of the run period that holds
+/// `since` (a watch cycle's watermark less its lookback). Units of earlier periods are then not
+/// planned, and every unit planned still has all its scenes: a unit is one period of one tile,
+/// so its file is never rewritten with part of its scenes.
+pub async fn plan_since(cfg: &MapConfig, modality: &ModalityBands, since: Option<DateTime<Utc>>) -> Result<Plan> {
     let range = cfg
         .source
         .datetime
@@ -189,13 +201,24 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         .map(DateRange::parse)
         .transpose()
         .context("source.datetime")?;
+    let searched_from = since
+        .filter(|_| cfg.source.stac.is_some())
+        .and_then(|t| period_start(cfg.run.period, t))
+        .filter(|from| range.as_ref().and_then(|r| r.start).is_none_or(|start| *from > start));
+    let search_range = match searched_from {
+        Some(from) => Some(DateRange {
+            start: Some(from),
+            end: range.as_ref().and_then(|r| r.end),
+        }),
+        None => range.clone(),
+    };
     let aoi = match &cfg.source.aoi {
         Some(path) => Some(Aoi::from_file(path)?),
         None => cfg.source.bbox.map(Aoi::from_bbox),
     };
     let mut rejected = Vec::new();
     let items = match &cfg.source.stac {
-        Some(url) => search(cfg, url, range.as_ref(), aoi.as_ref()).await?,
+        Some(url) => search(cfg, url, search_range.as_ref(), aoi.as_ref()).await?,
         None => {
             let mut items = Vec::new();
             for path in &cfg.source.items {
@@ -208,6 +231,7 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         }
     };
     let mut scenes = Vec::new();
+    let mut latest: Option<DateTime<Utc>> = None;
     for item in items {
         let datetime = match item.datetime() {
             Ok(t) => t,
@@ -216,6 +240,7 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
                 continue;
             }
         };
+        latest = latest.max(Some(datetime));
         let props = &item.item.properties.additional_fields;
         let cloud_cover = props.get("eo:cloud_cover").and_then(serde_json::Value::as_f64);
         if range.is_some_and(|r| !r.contains(datetime))
@@ -300,6 +325,8 @@ pub async fn plan(cfg: &MapConfig, modality: &ModalityBands) -> Result<Plan> {
         units,
         scenes_found,
         rejected,
+        latest,
+        searched_from,
     })
 }
 
@@ -320,6 +347,20 @@ pub fn period_key(period: Period, t: DateTime<Utc>) -> String {
         Period::Year => t.format("%Y").to_string(),
         Period::All => "all".to_string(),
     }
+}
+
+/// The first instant of the period that holds `t` (UTC); `None` for [`Period::All`], which has
+/// no start.
+pub fn period_start(period: Period, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let day = t.date_naive();
+    let first = match period {
+        Period::Day => day,
+        Period::Week => day - chrono::Duration::days(i64::from(day.weekday().num_days_from_monday())),
+        Period::Month => day.with_day(1)?,
+        Period::Year => day.with_day(1)?.with_month(1)?,
+        Period::All => return None,
+    };
+    Some(first.and_hms_opt(0, 0, 0)?.and_utc())
 }
 
 /// The Sentinel-1 items the scenes are paired from: `[source.s1]`'s item files, or a search of
@@ -523,6 +564,31 @@ fn extend_bbox(geometry: &serde_json::Value, bbox: &mut [f64; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_starts_at_midnight_utc_of_its_first_day() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc);
+        // A Thursday late in the day, in a leap year.
+        let at = t("2020-02-20T23:59:59Z");
+        let cases = [
+            (Period::Day, Some(t("2020-02-20T00:00:00Z"))),
+            (Period::Week, Some(t("2020-02-17T00:00:00Z"))),
+            (Period::Month, Some(t("2020-02-01T00:00:00Z"))),
+            (Period::Year, Some(t("2020-01-01T00:00:00Z"))),
+            (Period::All, None),
+        ];
+        for (period, start) in cases {
+            assert_eq!(period_start(period, at), start, "{period:?}");
+            // Its own start is in the same period, and the instant before is not.
+            if let Some(start) = start {
+                assert_eq!(period_key(period, start), period_key(period, at), "{period:?}");
+                let before = start - chrono::Duration::seconds(1);
+                assert_ne!(period_key(period, before), period_key(period, at), "{period:?}");
+            }
+        }
+        // ISO weeks: 2021-01-01 is a Friday of week 2020-W53, which starts in December.
+        assert_eq!(period_start(Period::Week, t("2021-01-01T12:00:00Z")), Some(t("2020-12-28T00:00:00Z")));
+    }
 
     /// Plans a one-item config (the sample item with `updated` set) and returns its unit's
     /// fingerprint.

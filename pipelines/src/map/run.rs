@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::MapConfig;
 use super::manifest::{ChipCounts, Manifest, UnitRecord, UnitState, stale_files};
 use super::output::{OutputLocation, OutputStore};
-use super::plan::{WorkUnit, plan};
+use super::plan::{WorkUnit, plan_since};
 use super::shard::{Shard, ShardSource};
 use crate::telemetry::{Metrics, RunProgress, peak_rss_bytes};
 
@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub shard_source: Option<ShardSource>,
     /// No progress bars (machine-readable output).
     pub quiet: bool,
+    /// Search a `stac` source only from the run period holding this time (a watch cycle's
+    /// watermark less its lookback; see [`plan_since`]). `None`: the whole `datetime` range.
+    pub search_from: Option<DateTime<Utc>>,
 }
 
 /// What happened to one unit in this invocation.
@@ -69,6 +72,11 @@ pub struct MapSummary {
     pub units_failed: usize,
     /// Scenes found, before per-unit selection.
     pub scenes_found: usize,
+    /// Where the STAC search started, when a watch cycle narrowed it (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub searched_from: Option<DateTime<Utc>>,
+    /// The latest acquisition time among the items found (RFC 3339).
+    pub latest_acquisition: Option<DateTime<Utc>>,
     /// Scenes mapped now.
     pub scenes: usize,
     /// Chip counts of this invocation.
@@ -116,7 +124,11 @@ impl std::fmt::Display for MapSummary {
             "units:  {} planned, {} in shard {}: {} done now, {} done before, {} failed",
             self.units_planned, self.units_mine, self.shard, self.units_done, self.units_skipped, self.units_failed
         )?;
-        writeln!(f, "scenes: {} found, {} mapped now", self.scenes_found, self.scenes)?;
+        write!(f, "scenes: {} found, {} mapped now", self.scenes_found, self.scenes)?;
+        if let Some(from) = self.searched_from {
+            write!(f, " (searched from {})", from.to_rfc3339())?;
+        }
+        writeln!(f)?;
         write!(
             f,
             "chips:  {} read, {} written, {} skipped",
@@ -218,7 +230,7 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
         info!(%shard, ?source, "shard");
     }
 
-    let plan = plan(cfg, &modality).await?;
+    let plan = plan_since(cfg, &modality, options.search_from).await?;
     let records = manifest.units().await?;
     let settings = settings(cfg);
     let mine: Vec<&WorkUnit> = plan.units.iter().filter(|u| shard.owns(&u.id)).collect();
@@ -318,6 +330,8 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
         units_done: outcomes.iter().filter(|o| o.state == "done").count(),
         units_failed: outcomes.iter().filter(|o| o.state == "failed").count(),
         scenes_found: plan.scenes_found,
+        searched_from: plan.searched_from,
+        latest_acquisition: plan.latest,
         scenes,
         chips_written: chips.written,
         chips_read: chips.read,
@@ -443,7 +457,7 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
     // One file per unit (per partition): a unit mapped again replaces exactly its files.
     sink_cfg.work_unit = Some(unit.id.clone());
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
-    let pairs = unit
+    let pairs: Vec<ScenePair> = unit
         .scenes
         .iter()
         .map(|s| ScenePair {

@@ -1,6 +1,8 @@
-//! `terrastream map --watch`: the job follows a real STAC API (stac-server) that gains a scene
-//! while it runs. It maps the first scene, maps the new one in a later cycle without redoing the
-//! first, and stops cleanly on SIGTERM; the output then holds each chip of both scenes once.
+//! `terrastream map --watch`: the job follows a real STAC API (stac-server) that gains scenes
+//! while it runs. It maps the first scene, maps a new one in a later cycle without redoing the
+//! first, searches only from its watermark (the latest acquisition less the lookback, from the
+//! start of that month), maps a scene published late within the lookback again with its unit,
+//! and stops cleanly on SIGTERM; the output then holds each chip of every scene once.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -18,11 +20,24 @@ fn next_cycle(lines: &mpsc::Receiver<serde_json::Value>, what: &str) -> serde_js
     lines.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|e| panic!("no cycle summary ({what}): {e}"))
 }
 
+/// The next cycle that maps a unit, skipping quiet ones (a search may run before a publication).
+fn next_mapping_cycle(lines: &mpsc::Receiver<serde_json::Value>, what: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let c = next_cycle(lines, what);
+        if c["units_done"].as_u64() != Some(0) {
+            return c;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} was never mapped");
+    }
+}
+
 #[test]
 fn watch_maps_new_scenes_as_they_appear_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().expect("tmp");
-    // Two monthly revisits: two work units, the second published while the job runs.
-    let items = revisits(tmp.path(), &[(2, 19, 4.05), (3, 10, 30.0)]);
+    // Two monthly revisits: two work units, the second published while the job runs; then a
+    // scene acquired before the second but published after it (within the 3-day lookback).
+    let items = revisits(tmp.path(), &[(2, 19, 4.05), (3, 10, 30.0), (3, 8, 12.0)]);
     let api = StacApi::start(stac::Collection::new("sentinel-2-l2a", "Sentinel-2 L2A (test)"), vec![item(&items[0])]);
     let out = tmp.path().join("out");
     let config = run_config(tmp.path(), &[], &out, "");
@@ -45,23 +60,36 @@ fn watch_maps_new_scenes_as_they_appear_and_stops_on_sigterm() {
 
     let first = next_cycle(&lines, "first scene");
     assert_eq!((first["units_done"].as_u64(), first["chips_written"].as_u64()), (Some(1), Some(9)), "{first:#}");
-    // Quiet cycles while nothing is new: the finished unit is skipped.
+    assert!(first["searched_from"].is_null(), "the first cycle searches the whole range: {first:#}");
+    // Quiet cycles while nothing is new: the finished unit is skipped. They search from the
+    // watermark (02-19 less 3 days) widened to its month.
     let quiet = next_cycle(&lines, "nothing new");
     assert_eq!((quiet["units_done"].as_u64(), quiet["units_skipped"].as_u64()), (Some(0), Some(1)), "{quiet:#}");
+    assert_eq!(quiet["searched_from"], "2020-02-01T00:00:00Z", "{quiet:#}");
 
     api.add_item(item(&items[1]));
-    let started = Instant::now();
-    let new = loop {
-        let c = next_cycle(&lines, "the published scene");
-        if c["units_done"].as_u64() != Some(0) {
-            break c;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "the new scene was never mapped");
-    };
+    let new = next_mapping_cycle(&lines, "the published scene");
     assert_eq!(
         (new["units_done"].as_u64(), new["units_skipped"].as_u64(), new["chips_written"].as_u64()),
         (Some(1), Some(1), Some(9)),
         "the new unit only: {new:#}"
+    );
+    // The watermark moves to 03-10: February is no longer searched nor planned.
+    let narrowed = next_cycle(&lines, "after the new scene");
+    assert_eq!(
+        (narrowed["searched_from"].as_str(), narrowed["units_planned"].as_u64(), narrowed["units_skipped"].as_u64()),
+        (Some("2020-03-01T00:00:00Z"), Some(1), Some(1)),
+        "{narrowed:#}"
+    );
+
+    // Published late: acquired 03-08, before the watermark but within the lookback. Its unit
+    // (March) is mapped again with both of its scenes.
+    api.add_item(item(&items[2]));
+    let late = next_mapping_cycle(&lines, "the late scene");
+    assert_eq!(
+        (late["units_done"].as_u64(), late["units_planned"].as_u64(), late["chips_written"].as_u64()),
+        (Some(1), Some(1), Some(18)),
+        "March again, with both scenes: {late:#}"
     );
 
     let pid = child.id().to_string();
@@ -82,5 +110,5 @@ fn watch_maps_new_scenes_as_they_appear_and_stops_on_sigterm() {
     let mut ids: Vec<(String, i64, i64)> = got.iter().map(|(s, r, c, _)| (s.clone(), *r, *c)).collect();
     let n = ids.len();
     ids.dedup();
-    assert_eq!((n, ids.len()), (18, 18), "each chip of both scenes once: {ids:?}");
+    assert_eq!((n, ids.len()), (27, 27), "each chip of the three scenes once: {ids:?}");
 }
