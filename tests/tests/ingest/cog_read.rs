@@ -2,7 +2,9 @@
 //! GeoTIFF of the sample data: UInt8/UInt16/Int16/Float32, DEFLATE with and without
 //! predictor 2, chunky and band-interleaved, 128/256/512 tiles, windows that cross tile
 //! boundaries and end at image edges (partial edge tiles), and a file whose IFDs are not in COG
-//! order.
+//! order; and the same files re-encoded by GDAL with LZW and ZSTD, predictors 2 and 3.
+
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
@@ -42,10 +44,57 @@ const CASES: &[(&str, [usize; 4])] = &[
 
 #[test]
 fn windows_equal_gdal_byte_for_byte() {
+    let cases: Vec<(PathBuf, [usize; 4])> = CASES.iter().map(|(f, w)| (shared_data().join(f), *w)).collect();
+    assert_windows_equal_gdal(&cases);
+}
+
+/// Re-encodes real sample files with GDAL's COG driver: `(source, target, creation options)`.
+/// LZW and ZSTD, with no predictor, horizontal differencing (2) and the floating-point
+/// predictor (3), on UInt16, Int16 and Float32 rasters.
+const RECODE: &str = r#"
+import json, sys
+from osgeo import gdal
+gdal.UseExceptions()
+out = []
+for src, dst, opts in json.loads(sys.argv[1]):
+    gdal.Translate(dst, src, format="COG", creationOptions=opts)
+    md = gdal.Open(dst).GetMetadata("IMAGE_STRUCTURE")
+    out.append([md.get("COMPRESSION"), md.get("PREDICTOR", "1")])
+print(json.dumps(out))
+"#;
+
+#[test]
+fn lzw_zstd_and_predictors_2_and_3_equal_gdal_byte_for_byte() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let b02 = shared_data().join("rio-tiler-pds/S2A_29RKH_20200219_0_L2A/B02.tif");
+    let s1 = shared_data().join("sen1floods11/Spain_7370579_S1Hand.tif");
+    let s2 = shared_data().join("sen1floods11/Spain_7370579_S2Hand.tif");
+    // (source, name, creation options, expected COMPRESSION and PREDICTOR, window)
+    let recodes: [(&Path, &str, &[&str], [&str; 2], [usize; 4]); 5] = [
+        (&b02, "b02-lzw-p2.tif", &["COMPRESS=LZW", "PREDICTOR=2", "BLOCKSIZE=256"], ["LZW", "2"], [200, 230, 300, 100]),
+        (&b02, "b02-zstd-p2.tif", &["COMPRESS=ZSTD", "PREDICTOR=2"], ["ZSTD", "2"], [500, 480, 598, 618]),
+        (&s1, "s1-zstd-p3.tif", &["COMPRESS=ZSTD", "PREDICTOR=FLOATING_POINT", "BLOCKSIZE=256"], ["ZSTD", "3"], [100, 200, 300, 250]),
+        (&s1, "s1-lzw-p3.tif", &["COMPRESS=LZW", "PREDICTOR=FLOATING_POINT", "BLOCKSIZE=128"], ["LZW", "3"], [0, 0, 512, 512]),
+        (&s2, "s2-zstd.tif", &["COMPRESS=ZSTD", "BLOCKSIZE=256"], ["ZSTD", "1"], [250, 250, 262, 262]),
+    ];
+    let jobs: Vec<serde_json::Value> = recodes
+        .iter()
+        .map(|(src, name, opts, ..)| serde_json::json!([src, tmp.path().join(name), opts]))
+        .collect();
+    let made = python_json(&gdal_python(), RECODE, &[&serde_json::Value::from(jobs).to_string()]);
+    let expected: Vec<[&str; 2]> = recodes.iter().map(|r| r.3).collect();
+    assert_eq!(made, serde_json::json!(expected), "GDAL wrote other codecs than asked");
+    let cases: Vec<(PathBuf, [usize; 4])> = recodes.iter().map(|r| (tmp.path().join(r.1), r.4)).collect();
+    assert_windows_equal_gdal(&cases);
+}
+
+/// Each window read by `terrastream cog read` equals GDAL's `ReadAsArray`, bytes and dtype.
+fn assert_windows_equal_gdal(cases: &[(PathBuf, [usize; 4])]) {
     let tmp = tempfile::tempdir().expect("tmp");
     let mut failures = Vec::new();
-    for (i, (file, [c, r, w, h])) in CASES.iter().enumerate() {
-        let path = shared_data().join(file).display().to_string();
+    for (i, (file, [c, r, w, h])) in cases.iter().enumerate() {
+        let file = file.display();
+        let path = file.to_string();
         let npy = tmp.path().join(format!("{i}.npy")).display().to_string();
         let window = format!("{c},{r},{w},{h}");
         let out = terrastream(&["cog", "read", &path, "--window", &window, "--out", &npy]);
