@@ -386,23 +386,32 @@ impl Cog {
         let tiles: Vec<(usize, usize)> = (row / th..=(row + height - 1) / th)
             .flat_map(|ty| (col / tw..=(col + width - 1) / tw).map(move |tx| (tx, ty)))
             .collect();
-        let decoded =
+        let mut decoded =
             futures::future::try_join_all(tiles.iter().map(|&(tx, ty)| self.fetch_decoded(level, tx, ty, |p, _| Ok(p))))
                 .await?;
-        let mut out = vec![0u8; bands * width * height * size];
-        for (&(tx, ty), planes) in tiles.iter().zip(decoded) {
-            let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
-            let (r0, r1) = ((ty * th).max(row), ((ty + 1) * th).min(row + height));
-            let n = (c1 - c0) * size;
-            for b in 0..bands {
-                for r in r0..r1 {
+        let raw = |bytes| RawWindow { data_type: self.info.data_type, bands, height, width, bytes };
+        if col % tw == 0 && row % th == 0 && (width, height) == (tw, th) {
+            // The window is one whole tile, whose planes are already the window's layout.
+            if let Some(planes) = decoded.pop() {
+                return Ok(raw(planes));
+            }
+        }
+        // Written in output order (band, row, tile column), so the buffer is never zero-filled.
+        let (tx0, ty0) = (col / tw, row / th);
+        let columns = (col + width - 1) / tw - tx0 + 1;
+        let mut out = Vec::with_capacity(bands * width * height * size);
+        for b in 0..bands {
+            for r in row..row + height {
+                let ty = r / th;
+                for (k, planes) in decoded[(ty - ty0) * columns..][..columns].iter().enumerate() {
+                    let tx = tx0 + k;
+                    let (c0, c1) = ((tx * tw).max(col), ((tx + 1) * tw).min(col + width));
                     let src = (b * th * tw + (r - ty * th) * tw + (c0 - tx * tw)) * size;
-                    let dst = (b * height * width + (r - row) * width + (c0 - col)) * size;
-                    out[dst..dst + n].copy_from_slice(&planes[src..src + n]);
+                    out.extend_from_slice(&planes[src..src + (c1 - c0) * size]);
                 }
             }
         }
-        Ok(RawWindow { data_type: self.info.data_type, bands, height, width, bytes: out })
+        Ok(raw(out))
     }
 
     /// Drops cached tiles, of every level, that lie entirely above full-resolution pixel row

@@ -39,6 +39,7 @@ mod error;
 pub mod geo;
 pub mod grid;
 mod ifd_check;
+mod inflate;
 pub mod item;
 pub mod ledger;
 pub mod limit;
