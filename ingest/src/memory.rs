@@ -7,9 +7,10 @@
 //! space of every arena stays resident.
 //!
 //! Two settings keep it flat, measured on the sample scene (benches/flat_memory.rs, 2 threads,
-//! release): one arena for the whole process holds 64 scenes within 10 % of one scene's peak at
-//! about 2 % more time, while a fixed mmap threshold (128 KiB) does too but costs about 25 %
-//! (every large block is mapped, faulted in and unmapped each time). The binary uses one arena.
+//! release, 64 scenes): one arena for the whole process peaks 8-22 % above one scene (glibc's
+//! defaults: about 2.5 times) at no measurable cost in time, while a fixed mmap threshold
+//! (128 KiB) stays within 4 % but reads about 40 % slower (every large block is mapped, faulted
+//! in and unmapped each time). The binary uses one arena.
 //! libtorch allocates through the same malloc; the model-only throughput of the efficiency
 //! benchmark (pipelines/benches/efficiency.rs) did not change measurably with one arena.
 
