@@ -97,6 +97,16 @@ pub struct Tim {
 }
 
 impl Tim {
+    /// The `tim_<MOD>` token-id columns this operator adds, in target order.
+    pub fn columns(&self) -> Vec<String> {
+        self.targets.iter().map(|&t| Self::column_name(t)).collect()
+    }
+
+    /// Time the model has spent in forward passes so far (all clones of this operator).
+    pub fn busy(&self) -> std::time::Duration {
+        self.worker.busy()
+    }
+
     /// Loads the model with the TiM decoder of every target on its thread. Fails on no or an
     /// unknown target, invalid sampling settings, or the loader's error (naming missing or
     /// mis-shaped keys).

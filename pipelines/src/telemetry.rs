@@ -131,13 +131,13 @@ impl Metrics {
     /// Starts logging.
     pub fn start(
         ledger: Arc<ChipLedger>,
-        model: terrastream_operators::Embed,
+        model_busy: Box<dyn Fn() -> Duration + Send>,
         units_done: Arc<std::sync::atomic::AtomicU64>,
         units_total: u64,
     ) -> Self {
         let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let busy0 = model.busy();
+            let busy0 = model_busy();
             let mut last = (std::time::Instant::now(), 0u64, busy0);
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -145,7 +145,7 @@ impl Metrics {
                 let now = std::time::Instant::now();
                 let (t0, w0, b0) = last;
                 let dt = now.duration_since(t0).as_secs_f64().max(1e-9);
-                let busy = model.busy();
+                let busy = model_busy();
                 tracing::info!(
                     elapsed_s = started.elapsed().as_secs(),
                     units_done = units_done.load(std::sync::atomic::Ordering::Relaxed),

@@ -293,6 +293,11 @@ pub struct ModelConfig {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Thinking-in-Modalities: modalities the model generates first (`LULC`, `NDVI`, `S2L2A`,
+    /// `S1GRD`, `S1RTC`, `DEM`; greedy, deterministic). Each becomes a `tim_<MOD>` column of
+    /// token ids, and the embedding is then the TiM-conditioned one. Empty: the plain encoder.
+    #[serde(default)]
+    pub tim: Vec<String>,
 }
 
 /// Outputs.
@@ -400,6 +405,7 @@ impl Default for ModelConfig {
             seed: 0,
             batch_size: default_batch(),
             device: default_device(),
+            tim: Vec::new(),
         }
     }
 }
@@ -518,6 +524,10 @@ impl MapConfig {
                 s.watch_lookback_days
             );
         }
+        for (i, name) in self.model.tim.iter().enumerate() {
+            terrastream_model::Modality::tim_target(name)
+                .map_err(|e| anyhow::anyhow!("model.tim[{i}] = {name:?}: {e}"))?;
+        }
         if let Some(s1) = &s.s1 {
             match (s1.items.is_empty(), &s1.stac) {
                 (true, None) => bail!("source.s1: give `items` (STAC item files) or `stac` (a STAC API URL)"),
@@ -620,6 +630,10 @@ mod tests {
             (
                 "[source]\nitems=['a.json']\nmax_cloud_cover=150\n[output]\ndir='out'\n",
                 "source.max_cloud_cover",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[model]\ntim=['LULC','RGB']\n[output]\ndir='out'\n",
+                "model.tim[1]",
             ),
             (
                 "[source]\nitems=['a.json']\nwatch_lookback_days=-1\n[output]\ndir='out'\n",

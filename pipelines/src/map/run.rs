@@ -17,7 +17,7 @@ use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
 use terrastream_ingest::{ChipLedger, LedgerSnapshot, ScenePair};
-use terrastream_operators::{BandStats, Embed, Normalize, Operator, QualityFilter};
+use terrastream_operators::{BandStats, ChipStream, Embed, Normalize, Operator, QualityFilter, Tim, TimOperatorConfig};
 use terrastream_sinks::GeoParquetConfig;
 use tracing::{info, warn};
 
@@ -167,12 +167,61 @@ struct Stages {
     modality: ModalityBands,
     /// One per pixel column: Sentinel-2, then Sentinel-1 when the run reads it.
     normalize: Vec<Normalize>,
-    embed: Embed,
+    model: ModelStage,
     out: OutputStore,
     manifest: Manifest,
     settings: String,
     shard: Shard,
     run_ledger: Arc<ChipLedger>,
+}
+
+/// The model stage every unit's chips go through, on one shared model thread.
+#[derive(Clone)]
+enum ModelStage {
+    /// The encoder's embedding.
+    Embed(Embed),
+    /// TiM: generated `tim_<MOD>` token ids and the TiM-conditioned embedding.
+    Tim(Tim),
+}
+
+impl ModelStage {
+    /// Loads the model `cfg` names (blocking: call it off the async runtime).
+    fn load(cfg: &MapConfig, modality: &'static str) -> Result<Self> {
+        let model = cfg.embed_config(modality)?;
+        if cfg.model.tim.is_empty() {
+            return Ok(Self::Embed(Embed::new(&model)?));
+        }
+        let targets: Vec<&str> = cfg.model.tim.iter().map(String::as_str).collect();
+        let tim = TimOperatorConfig {
+            seed: cfg.model.seed,
+            embedding: true,
+            ..TimOperatorConfig::argmax(model, &targets)
+        };
+        Ok(Self::Tim(Tim::new(&tim).context("model.tim")?))
+    }
+
+    fn apply(&self, input: ChipStream) -> Result<ChipStream> {
+        Ok(match self {
+            Self::Embed(e) => e.apply(input)?,
+            Self::Tim(t) => t.apply(input)?,
+        })
+    }
+
+    /// The `tim_<MOD>` columns the stage adds.
+    fn tim_columns(&self) -> Vec<String> {
+        match self {
+            Self::Embed(_) => Vec::new(),
+            Self::Tim(t) => t.columns(),
+        }
+    }
+
+    /// Time the model has spent in forward passes so far.
+    fn busy(&self) -> std::time::Duration {
+        match self {
+            Self::Embed(e) => e.busy(),
+            Self::Tim(t) => t.busy(),
+        }
+    }
 }
 
 /// The settings a unit's output depends on (not batch size, device or concurrency).
@@ -188,6 +237,7 @@ fn settings(cfg: &MapConfig) -> String {
         "variant": cfg.model.variant,
         "checkpoint": cfg.model.checkpoint,
         "seed": cfg.model.seed,
+        "tim": cfg.model.tim,
         "selection": cfg.run.selection,
         "embedding_encoding": format!("{:?}", cfg.output.embedding_encoding),
         "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
@@ -273,13 +323,13 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
                 .with_context(|| format!("no TerraMind statistics for {column}"))?;
             normalize.push(Normalize::new(column, stats)?);
         }
-        let embed_cfg = cfg.embed_config(modality.name)?;
-        let embed = tokio::task::spawn_blocking(move || Embed::new(&embed_cfg)).await??;
+        let (load_cfg, name) = (cfg.clone(), modality.name);
+        let model = tokio::task::spawn_blocking(move || ModelStage::load(&load_cfg, name)).await??;
         let stages = Arc::new(Stages {
             cfg: cfg.clone(),
             modality,
             normalize,
-            embed,
+            model,
             out: out.clone(),
             manifest: manifest.clone(),
             settings,
@@ -289,9 +339,10 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
         let model_ready = Instant::now();
         let total_units = todo.len() as u64;
         let progress = RunProgress::start(Arc::clone(&run_ledger), todo.len() as u64, options.quiet);
+        let model = stages.model.clone();
         let metrics = Metrics::start(
             Arc::clone(&run_ledger),
-            stages.embed.clone(),
+            Box::new(move || model.busy()),
             progress.units_done(),
             total_units,
         );
@@ -310,7 +361,7 @@ pub async fn run(cfg: &MapConfig, options: RunOptions) -> Result<MapSummary> {
         progress.finish();
         let wall = model_ready.elapsed().as_secs_f64();
         if wall > 0.0 {
-            device_busy = (stages.embed.busy().as_secs_f64() / wall).min(1.0);
+            device_busy = (stages.model.busy().as_secs_f64() / wall).min(1.0);
         }
     }
     outcomes.sort_by(|a, b| a.unit.cmp(&b.unit));
@@ -456,6 +507,8 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
     sink_cfg.partitioning = cfg.output.partitioning;
     // One file per unit (per partition): a unit mapped again replaces exactly its files.
     sink_cfg.work_unit = Some(unit.id.clone());
+    // TiM's token-id grids are small: they go into the GeoParquet rows.
+    sink_cfg.keep_tensors = stages.model.tim_columns();
     let sink = sink_cfg.build(Arc::clone(&ledger))?;
     let pairs: Vec<ScenePair> = unit
         .scenes
@@ -469,7 +522,7 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
     for normalize in &stages.normalize {
         stream = normalize.apply(stream)?;
     }
-    let stream = stages.embed.apply(stream)?;
+    let stream = stages.model.apply(stream)?;
     let report = sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     // The STAC items of the files are outputs too; the collection is rebuilt per unit.
     let mut files = report.files;

@@ -51,6 +51,10 @@ pub struct GeoParquetConfig {
     /// The STAC collection that lists the files.
     #[serde(default = "StacOptions::embeddings")]
     pub stac: StacOptions,
+    /// Tensor columns written anyway (as fixed-size lists), e.g. TiM's `tim_LULC` token ids:
+    /// small per chip, unlike pixel tensors, which are never written.
+    #[serde(default)]
+    pub keep_tensors: Vec<String>,
 }
 
 /// How embedding vectors are stored.
@@ -126,6 +130,7 @@ impl GeoParquetConfig {
             partitioning: Partitioning::default(),
             work_unit: None,
             stac: StacOptions::embeddings(),
+            keep_tensors: Vec::new(),
         }
     }
 

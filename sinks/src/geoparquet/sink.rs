@@ -102,7 +102,7 @@ impl GeoParquetSink {
     /// a scene that failed upstream (in the ledger) leaves no file and its chips are counted
     /// as skipped; an upstream error stops the run and leaves no partial file.
     pub async fn run(self, mut input: ChipStream) -> Result<SinkReport> {
-        let plan = Arc::new(plan(&input.schema(), self.cfg.embedding_encoding, self.cfg.geometry_encoding)?);
+        let plan = Arc::new(plan(&input.schema(), &self.cfg)?);
         let mut report = SinkReport::default();
         let mut open: BTreeMap<PathBuf, OpenFile> = BTreeMap::new();
         let mut unit_scenes: BTreeSet<String> = BTreeSet::new();
@@ -223,7 +223,8 @@ impl GeoParquetSink {
 }
 
 /// The output schema of `input` and which input columns it keeps.
-fn plan(input: &Schema, embedding_encoding: EmbeddingEncoding, geometry_encoding: GeometryEncoding) -> Result<Plan> {
+fn plan(input: &Schema, cfg: &GeoParquetConfig) -> Result<Plan> {
+    let (embedding_encoding, geometry_encoding) = (cfg.embedding_encoding, cfg.geometry_encoding);
     let missing = |column: &str| Error::Column { sink: "geoparquet", column: column.into(), reason: "missing".into() };
     for column in [SCENE_ID, GEOMETRY, BBOX, DATETIME] {
         input.field_with_name(column).map_err(|_| missing(column))?;
@@ -240,7 +241,10 @@ fn plan(input: &Schema, embedding_encoding: EmbeddingEncoding, geometry_encoding
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.metadata().get("ARROW:extension:name").map(String::as_str) != Some(TENSOR_EXTENSION))
+        .filter(|(_, f)| {
+            f.metadata().get("ARROW:extension:name").map(String::as_str) != Some(TENSOR_EXTENSION)
+                || cfg.keep_tensors.contains(f.name())
+        })
         .map(|(i, _)| i)
         .collect();
     let kept: Vec<Field> = keep.iter().map(|&i| input.field(i).clone()).collect();

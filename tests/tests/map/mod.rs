@@ -7,6 +7,7 @@
 mod crash;
 mod s1;
 mod shards;
+mod tim;
 mod watch;
 
 use std::path::{Path, PathBuf};
