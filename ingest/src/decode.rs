@@ -89,9 +89,7 @@ pub(crate) fn decode_planes(tile: Tile, layout: &Layout) -> Result<Vec<u8>, Asyn
             let mut pixels = Vec::with_capacity(total);
             inflate_append(bytes, &mut pixels, total, layout.compression)?;
             unpredict(&mut pixels, layout, layout.bands);
-            let mut out = vec![0u8; total];
-            deinterleave(&pixels, &mut out, layout);
-            Ok(out)
+            Ok(deinterleave(&pixels, layout))
         }
     }
 }
@@ -197,26 +195,34 @@ fn each_row<W: Word + bytemuck::Pod>(buf: &mut [u8], row: usize, samples: usize,
     }
 }
 
-/// Pixel-interleaved samples to band planes.
-fn deinterleave(pixels: &[u8], out: &mut [u8], layout: &Layout) {
+/// Pixel-interleaved samples to band planes (`pixels` holds whole pixels).
+fn deinterleave(pixels: &[u8], layout: &Layout) -> Vec<u8> {
     match layout.sample_bytes {
-        1 => deinterleave_n::<1>(pixels, out, layout),
-        2 => deinterleave_n::<2>(pixels, out, layout),
-        4 => deinterleave_n::<4>(pixels, out, layout),
-        _ => deinterleave_n::<8>(pixels, out, layout),
+        1 => deinterleave_n::<1>(pixels, layout),
+        2 => deinterleave_n::<2>(pixels, layout),
+        4 => deinterleave_n::<4>(pixels, layout),
+        _ => deinterleave_n::<8>(pixels, layout),
     }
 }
 
 /// With the sample size a constant, each sample moves as one load and store, not a memcpy call.
-fn deinterleave_n<const N: usize>(pixels: &[u8], out: &mut [u8], layout: &Layout) {
+/// The planes are written once into uninitialised capacity, not over a zero fill.
+fn deinterleave_n<const N: usize>(pixels: &[u8], layout: &Layout) -> Vec<u8> {
     let bands = layout.bands;
-    for (b, plane) in out.chunks_exact_mut(layout.plane_bytes()).enumerate() {
+    let count = pixels.len() / (N * bands);
+    let mut out = Vec::with_capacity(count * N * bands);
+    let spare = &mut out.spare_capacity_mut()[..count * N * bands];
+    for (b, plane) in spare.chunks_exact_mut(count * N).enumerate() {
         for (dst, px) in plane.chunks_exact_mut(N).zip(pixels.chunks_exact(N * bands)) {
-            let mut sample = [0u8; N];
-            sample.copy_from_slice(&px[b * N..(b + 1) * N]);
-            dst.copy_from_slice(&sample);
+            for (d, &v) in dst.iter_mut().zip(&px[b * N..(b + 1) * N]) {
+                d.write(v);
+            }
         }
     }
+    // SAFETY: `bands` planes of `count` samples of N bytes: the loops above wrote each of the
+    // `count * N * bands` bytes once (`pixels` holds exactly `count` whole pixels per zip).
+    unsafe { out.set_len(count * N * bands) };
+    out
 }
 
 /// The default decoders, built once (a registry is a map of boxed decoders).
@@ -258,9 +264,7 @@ fn via_registry(tile: Tile, layout: &Layout) -> Result<Vec<u8>, AsyncTiffError> 
     if planar {
         return Ok(bytes);
     }
-    let mut out = vec![0u8; bytes.len()];
-    deinterleave(&bytes, &mut out, layout);
-    Ok(out)
+    Ok(deinterleave(&bytes, layout))
 }
 
 #[cfg(test)]
@@ -294,8 +298,8 @@ mod tests {
     fn interleaved_pixels_become_band_planes() {
         let l = layout(3, 2, Predictor::None, true);
         let pixels: Vec<u8> = (0u16..18).flat_map(|v| v.to_ne_bytes()).collect();
-        let mut out = vec![0u8; pixels.len()];
-        deinterleave(&pixels, &mut out, &l);
+        let out = deinterleave(&pixels, &l);
+        assert_eq!(out.len(), pixels.len());
         let got: Vec<u16> = out.chunks_exact(2).map(|c| u16::from_ne_bytes([c[0], c[1]])).collect();
         assert_eq!(got, vec![0, 3, 6, 9, 12, 15, 1, 4, 7, 10, 13, 16, 2, 5, 8, 11, 14, 17]);
     }
