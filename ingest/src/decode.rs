@@ -4,8 +4,7 @@
 //! Sentinel COGs on Earth Search and Planetary Computer), are inflated with libdeflate (what
 //! GDAL uses; about twice as fast as zlib) straight into a buffer of the tile's exact size, not
 //! zero-filled first ([`crate::inflate`]), and un-predicted in place: one allocation, no growth,
-//! no typed copy. Other codecs and predictors
-//! go through async-tiff's decoder registry.
+//! no typed copy. Other codecs and predictors go through async-tiff's decoder registry.
 
 use std::sync::LazyLock;
 
@@ -156,7 +155,6 @@ word!(u8);
 word!(u16);
 word!(u32);
 word!(u64);
-
 
 fn each_row<W: Word + bytemuck::Pod>(buf: &mut [u8], row: usize, samples: usize, layout: &Layout) {
     let differenced = layout.predictor == Predictor::Horizontal;

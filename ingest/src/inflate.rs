@@ -39,11 +39,9 @@ thread_local! {
 pub(crate) fn zlib_append(input: &[u8], out: &mut Vec<u8>, len: usize) -> Result<(), String> {
     out.reserve_exact(len);
     DECOMPRESSOR.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            *slot = Some(Decompressor::new().ok_or("libdeflate could not allocate a decompressor")?);
-        }
-        let Some(d) = slot.as_ref() else {
-            return Err("no decompressor".to_string());
+        let d = match slot {
+            Some(d) => d,
+            None => slot.insert(Decompressor::new().ok_or("libdeflate could not allocate a decompressor")?),
         };
         let mut produced = 0usize;
         // SAFETY: `input` is valid for `input.len()` bytes; the destination is the `len` bytes of

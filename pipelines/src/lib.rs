@@ -15,6 +15,7 @@
 //! - [`model_cmd`]: `terrastream model embed`, TerraMind on user-supplied tensors.
 //! - [`error_line`]: errors as one line, each cause once (failure logs, messages).
 //! - [`telemetry`]: logging (`RUST_LOG`, optional JSON) and progress bars.
+//! - [`time_span`]: days and seconds from config files: their bounds and durations.
 
 #![deny(missing_docs)]
 
@@ -30,3 +31,4 @@ pub mod rgb_png;
 pub mod sql;
 pub mod stac_cmd;
 pub mod telemetry;
+pub mod time_span;

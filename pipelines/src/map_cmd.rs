@@ -108,7 +108,7 @@ pub async fn watch(
     let mut int = signal(SignalKind::interrupt())?;
     // The latest acquisition seen so far: later cycles search from it less the lookback.
     let mut watermark: Option<DateTime<Utc>> = None;
-    let lookback = chrono::Duration::milliseconds((cfg.source.watch_lookback_days * 86_400_000.0) as i64);
+    let lookback = crate::time_span::days(cfg.source.watch_lookback_days);
     for cycle in 1u64.. {
         let options = crate::map::RunOptions {
             search_from: watermark.map(|t| t - lookback),

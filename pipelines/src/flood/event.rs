@@ -35,6 +35,7 @@ use terrastream_sinks::cog::{ClassColour, ColourTable};
 use terrastream_sinks::stac as stac_out;
 
 use super::aoi::Aoi;
+use crate::time_span::MAX_DAYS;
 use super::inputs::{self, AssetBand, GridChoice};
 use super::output::{PROBABILITY_NODATA, write_classes, write_probability};
 use super::raster::Grid;
@@ -158,10 +159,6 @@ pub fn validate_request(cfg: &EventConfig, req: &EventRequest) -> Result<()> {
     check(cfg, req).map(|_| ())
 }
 
-/// Longest search window before or after an event, days: ten years, so that the window's
-/// arithmetic on timestamps cannot overflow (a bound found by fuzzing the service config).
-pub const MAX_WINDOW_DAYS: f64 = 3650.0;
-
 /// Finest and coarsest output grids, metres: a finer grid over the largest AOI would be more
 /// pixels than memory holds.
 pub const RESOLUTION_RANGE_M: std::ops::RangeInclusive<f64> = 1.0..=10_000.0;
@@ -171,13 +168,13 @@ pub fn check_config(cfg: &EventConfig) -> Result<()> {
     ensure!(!cfg.stac.trim().is_empty(), "stac: no STAC API URL configured");
     ensure!(!cfg.s1_collection.is_empty(), "s1_collection: empty");
     ensure!(
-        cfg.after_days > 0.0 && cfg.after_days <= MAX_WINDOW_DAYS,
-        "after_days {}: must be positive, at most {MAX_WINDOW_DAYS}",
+        cfg.after_days > 0.0 && cfg.after_days <= MAX_DAYS,
+        "after_days {}: must be positive, at most {MAX_DAYS}",
         cfg.after_days
     );
     ensure!(
-        cfg.reference_days >= 0.0 && cfg.reference_days <= MAX_WINDOW_DAYS,
-        "reference_days {}: must be zero or positive, at most {MAX_WINDOW_DAYS}",
+        cfg.reference_days >= 0.0 && cfg.reference_days <= MAX_DAYS,
+        "reference_days {}: must be zero or positive, at most {MAX_DAYS}",
         cfg.reference_days
     );
     ensure!(

@@ -11,8 +11,7 @@ use terrastream_ingest::sar::Radiometry;
 use terrastream_ingest::store::normalize;
 use terrastream_sinks::geoparquet::{EmbeddingEncoding, GeometryEncoding, Partitioning};
 
-/// The longest `source.watch_lookback_days` (ten years).
-pub const MAX_LOOKBACK_DAYS: f64 = 3650.0;
+use crate::time_span::{MAX_DAYS, MAX_SECONDS};
 
 fn default_watch_lookback() -> f64 {
     3.0
@@ -117,8 +116,8 @@ impl NetworkConfig {
         let secs = |key: &str, v: Option<f64>, default: std::time::Duration| match v {
             None => Ok(default),
             // At most a day: larger values overflow the durations made from them (found by fuzzing).
-            Some(s) if s > 0.0 && s <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(s)),
-            Some(s) => anyhow::bail!("source.network.{key} = {s}: must be a positive number of seconds, at most 86400"),
+            Some(s) if s > 0.0 && s <= MAX_SECONDS => Ok(std::time::Duration::from_secs_f64(s)),
+            Some(s) => anyhow::bail!("source.network.{key} = {s}: must be a positive number of seconds, at most {MAX_SECONDS}"),
         };
         Ok(terrastream_ingest::store::RemoteOptions {
             max_retries: self.max_retries.unwrap_or(d.max_retries),
@@ -518,9 +517,9 @@ impl MapConfig {
                 s.max_cloud_cover
             );
         }
-        if !(s.watch_lookback_days >= 0.0 && s.watch_lookback_days <= MAX_LOOKBACK_DAYS) {
+        if !(s.watch_lookback_days >= 0.0 && s.watch_lookback_days <= MAX_DAYS) {
             bail!(
-                "source.watch_lookback_days: a number of days 0..={MAX_LOOKBACK_DAYS}, got {}",
+                "source.watch_lookback_days: a number of days 0..={MAX_DAYS}, got {}",
                 s.watch_lookback_days
             );
         }

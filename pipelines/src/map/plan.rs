@@ -393,7 +393,7 @@ async fn s1_candidates(
     let (Some(bbox), Some((first, last))) = (bbox, times) else {
         return Ok(Vec::new());
     };
-    let slack = chrono::Duration::milliseconds((s1.max_days * 86_400_000.0) as i64);
+    let slack = crate::time_span::days(s1.max_days);
     let range = DateRange {
         start: Some(first - slack),
         end: Some(last + slack),

@@ -5,7 +5,6 @@ use crate::common::*;
 
 const ITEM: &str = "S2A_29RKH_20200219_0_L2A";
 
-
 /// The stderr lines that start with `error:`.
 fn error_lines(out: &std::process::Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("error:")).map(str::to_string).collect()

@@ -35,9 +35,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::flood::event::EventConfig;
-
-/// Longest interval or time limit a config may give, seconds (a day).
-const MAX_SECONDS: f64 = 86_400.0;
+use crate::time_span::{MAX_DAYS, MAX_SECONDS};
 
 /// The whole service config.
 #[derive(Debug, Clone, Deserialize)]
@@ -245,11 +243,8 @@ impl ServeConfig {
             if !(w.interval_s > 0.0 && w.interval_s <= MAX_SECONDS) {
                 bail!("watch[{i}].interval_s: must be a positive number of seconds, at most {MAX_SECONDS}");
             }
-            if !(w.lookback_days >= 0.0 && w.lookback_days <= crate::flood::event::MAX_WINDOW_DAYS) {
-                bail!(
-                    "watch[{i}].lookback_days: must be zero or more days, at most {}",
-                    crate::flood::event::MAX_WINDOW_DAYS
-                );
+            if !(w.lookback_days >= 0.0 && w.lookback_days <= MAX_DAYS) {
+                bail!("watch[{i}].lookback_days: must be zero or more days, at most {MAX_DAYS}");
             }
         }
         Ok(cfg)

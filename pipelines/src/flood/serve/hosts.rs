@@ -67,7 +67,7 @@ pub async fn preflight(cfg: &EventConfig, allowed: &[String], req: &EventRequest
     if allowed.is_empty() {
         return Ok(0);
     }
-    let days = |d: f64| chrono::Duration::milliseconds((d * 86_400_000.0) as i64);
+    let days = crate::time_span::days;
     let (from, to) = (
         req.event_time - days(cfg.reference_days),
         req.event_time + days(cfg.after_days),
