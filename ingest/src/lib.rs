@@ -26,7 +26,7 @@
 //! - [`poll`]: polling a STAC API for new scenes, with a watermark kept in the output store.
 //! - [`ledger`]: counts of chips read, skipped (and why), written and failed.
 //! - [`memory`]: keeping a long run's resident memory flat (one glibc malloc arena).
-//! - [`stream`]: the `ChipStream` type and its adapter.
+//! - [`stream`]: the `ChipStream` type, its adapter, and `tee` (one stream to several sinks).
 
 #![deny(missing_docs)]
 
@@ -63,4 +63,4 @@ pub use ledger::{ChipLedger, LedgerSnapshot};
 pub use companion::S1Options;
 pub use pairing::ScenePair;
 pub use scene::{SceneOptions, SceneSource};
-pub use stream::{ChipStream, ChipStreamAdapter};
+pub use stream::{ChipStream, ChipStreamAdapter, tee};

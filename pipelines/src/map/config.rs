@@ -9,7 +9,10 @@ use terrastream_ingest::grid::EdgePolicy;
 use terrastream_ingest::item::HrefRewrite;
 use terrastream_ingest::sar::Radiometry;
 use terrastream_ingest::store::normalize;
+use terrastream_sinks::cog::CogCompression;
 use terrastream_sinks::geoparquet::{EmbeddingEncoding, GeometryEncoding, Partitioning};
+
+use super::masks::MaskHead;
 
 use crate::time_span::{MAX_DAYS, MAX_SECONDS};
 
@@ -297,6 +300,10 @@ pub struct ModelConfig {
     /// token ids, and the embedding is then the TiM-conditioned one. Empty: the plain encoder.
     #[serde(default)]
     pub tim: Vec<String>,
+    /// The LULC tokenizer (`TerraMind_Tokenizer_LULC.pt`) whose decoder turns generated land
+    /// cover into the `[output] masks`. Needed with a `checkpoint`; without one the decoder has
+    /// random weights too, for testing only.
+    pub lulc_tokenizer: Option<PathBuf>,
 }
 
 /// Outputs.
@@ -322,6 +329,14 @@ pub struct OutputConfig {
     /// `embeddings/grid_id=<tile>/date=<YYYY-MM-DD>/<unit>.parquet`).
     #[serde(default)]
     pub partitioning: Partitioning,
+    /// Per-pixel masks, each mosaicked per scene into `masks/<head>/<scene>.tif` (a COG with
+    /// overviews and a STAC item): `lulc` (TerraMind's generated land cover) and `water` (its
+    /// water class). Both need `"LULC"` in `model.tim`. Empty: embeddings only.
+    #[serde(default)]
+    pub masks: Vec<MaskHead>,
+    /// Tile compression of the mask COGs: `deflate` or `zstd`.
+    #[serde(default)]
+    pub mask_compression: CogCompression,
 }
 
 fn default_modality() -> String {
@@ -405,6 +420,7 @@ impl Default for ModelConfig {
             batch_size: default_batch(),
             device: default_device(),
             tim: Vec::new(),
+            lulc_tokenizer: None,
         }
     }
 }
@@ -527,6 +543,25 @@ impl MapConfig {
             terrastream_model::Modality::tim_target(name)
                 .map_err(|e| anyhow::anyhow!("model.tim[{i}] = {name:?}: {e}"))?;
         }
+        let masks = &self.output.masks;
+        if let Some((i, head)) = masks.iter().enumerate().find(|(i, h)| masks[..*i].contains(h)) {
+            bail!("output.masks[{i}]: {:?} is listed twice", head.name());
+        }
+        if !masks.is_empty() {
+            let lulc = Some(terrastream_model::Modality::LULC);
+            if !self.model.tim.iter().any(|t| terrastream_model::Modality::tim_target(t).ok() == lulc) {
+                bail!(
+                    "output.masks: {:?} come from the land cover TerraMind generates: add \"LULC\" to model.tim",
+                    masks.iter().map(|h| h.name()).collect::<Vec<_>>()
+                );
+            }
+            if self.model.checkpoint.is_some() && self.model.lulc_tokenizer.is_none() {
+                bail!(
+                    "model.lulc_tokenizer: output.masks decode the generated land cover with the LULC tokenizer: \
+                     give TerraMind_Tokenizer_LULC.pt next to model.checkpoint"
+                );
+            }
+        }
         if let Some(s1) = &s.s1 {
             match (s1.items.is_empty(), &s1.stac) {
                 (true, None) => bail!("source.s1: give `items` (STAC item files) or `stac` (a STAC API URL)"),
@@ -586,6 +621,7 @@ impl MapConfig {
         }
         self.source.aoi = self.source.aoi.as_ref().map(abs);
         self.model.checkpoint = self.model.checkpoint.as_ref().map(abs);
+        self.model.lulc_tokenizer = self.model.lulc_tokenizer.as_ref().map(abs);
         if !self.output.dir.contains("://") {
             self.output.dir = abs(&PathBuf::from(&self.output.dir)).display().to_string();
         }
@@ -607,6 +643,13 @@ mod tests {
             err.to_string().contains("period") && err.to_string().contains("fortnight"),
             "{err}"
         );
+        for (text, key, value) in [
+            ("[source]\nitems=[]\n[output]\ndir='x'\nmasks=['clouds']\n", "masks", "clouds"),
+            ("[source]\nitems=[]\n[output]\ndir='x'\nmask_compression='jpeg'\n", "mask_compression", "jpeg"),
+        ] {
+            let err = toml::from_str::<MapConfig>(text).expect_err(text).to_string();
+            assert!(err.contains(key) && err.contains(value), "{err}");
+        }
     }
 
     #[test]
@@ -633,6 +676,18 @@ mod tests {
             (
                 "[source]\nitems=['a.json']\n[model]\ntim=['LULC','RGB']\n[output]\ndir='out'\n",
                 "model.tim[1]",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[output]\ndir='out'\nmasks=['lulc']\n",
+                "model.tim",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[model]\ntim=['LULC']\n[output]\ndir='out'\nmasks=['water','lulc','water']\n",
+                "output.masks[2]",
+            ),
+            (
+                "[source]\nitems=['a.json']\n[model]\ntim=['LULC']\ncheckpoint='TerraMind_v1_tiny.pt'\n[output]\ndir='out'\nmasks=['lulc']\n",
+                "model.lulc_tokenizer",
             ),
             (
                 "[source]\nitems=['a.json']\nwatch_lookback_days=-1\n[output]\ndir='out'\n",
@@ -700,6 +755,16 @@ mod tests {
         assert_eq!(cfg.source.rewrite[0].replace, "/etc/ts/data/");
         assert_eq!(cfg.output.dir, "/etc/ts/out");
         assert_eq!(cfg.grid.chip_size, 224);
+    }
+
+    #[test]
+    fn masks_with_the_land_cover_they_come_from() {
+        let text = "[source]\nitems=['a.json']\n[model]\ncheckpoint='w/TerraMind_v1_base.pt'\ntim=['lulc']\n\
+                    lulc_tokenizer='w/TerraMind_Tokenizer_LULC.pt'\n[output]\ndir='out'\nmasks=['water','lulc']\n";
+        let cfg = MapConfig::parse(text, Path::new("/etc/ts")).expect("config");
+        assert_eq!(cfg.output.masks, vec![MaskHead::Water, MaskHead::Lulc]);
+        assert_eq!(cfg.output.mask_compression, CogCompression::Deflate);
+        assert_eq!(cfg.model.lulc_tokenizer, Some(PathBuf::from("/etc/ts/w/TerraMind_Tokenizer_LULC.pt")));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Running a mapping config: plan, take this shard's units, skip the finished ones, and map the
 //! rest with a bounded number of units in flight.
 //!
-//! Each unit is its own stream (source → quality filter → normalize → embed → GeoParquet); the
+//! Each unit is its own stream (source → quality filter → normalize → embed or TiM →
+//! GeoParquet, and a COG sink per mask head beside it); the
 //! model is loaded once and shared, so while one unit waits on reads another keeps it busy.
 //! Queues between stages are bounded (chip-row prefetch, the model's in-flight tasks), so
 //! memory depends on `run.concurrency`, not on the number of scenes or units.
@@ -17,8 +18,9 @@ use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
 use terrastream_ingest::{ChipLedger, LedgerSnapshot, ScenePair};
+use terrastream_operators::tim::LulcDecoder;
 use terrastream_operators::{BandStats, ChipStream, Embed, Normalize, Operator, QualityFilter, Tim, TimOperatorConfig};
-use terrastream_sinks::GeoParquetConfig;
+use terrastream_sinks::{GeoParquetConfig, SinkReport};
 use tracing::{info, warn};
 
 use super::MapConfig;
@@ -192,9 +194,15 @@ impl ModelStage {
             return Ok(Self::Embed(Embed::new(&model)?));
         }
         let targets: Vec<&str> = cfg.model.tim.iter().map(String::as_str).collect();
+        // The masks are decoded from the generated land cover on the model thread.
+        let lulc_map = (!cfg.output.masks.is_empty()).then(|| match &cfg.model.lulc_tokenizer {
+            Some(path) => LulcDecoder::Checkpoint(path.clone()),
+            None => LulcDecoder::Random(cfg.model.seed),
+        });
         let tim = TimOperatorConfig {
             seed: cfg.model.seed,
             embedding: true,
+            lulc_map,
             ..TimOperatorConfig::argmax(model, &targets)
         };
         Ok(Self::Tim(Tim::new(&tim).context("model.tim")?))
@@ -238,6 +246,9 @@ fn settings(cfg: &MapConfig) -> String {
         "checkpoint": cfg.model.checkpoint,
         "seed": cfg.model.seed,
         "tim": cfg.model.tim,
+        "masks": cfg.output.masks,
+        "mask_compression": format!("{:?}", cfg.output.mask_compression),
+        "lulc_tokenizer": cfg.model.lulc_tokenizer,
         "selection": cfg.run.selection,
         "embedding_encoding": format!("{:?}", cfg.output.embedding_encoding),
         "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
@@ -523,10 +534,32 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
         stream = normalize.apply(stream)?;
     }
     let stream = stages.model.apply(stream)?;
-    let report = sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
-    // The STAC items of the files are outputs too; the collection is rebuilt per unit.
-    let mut files = report.files;
-    files.extend(report.stac_items);
-    files.extend(report.collection);
+    // Every mask sink sees every chip beside the GeoParquet sink; all run at once, each at
+    // most two batches behind, so memory stays bounded.
+    let heads = &cfg.output.masks;
+    let (stream, followers) = terrastream_ingest::tee(stream, heads.len(), 2);
+    let mut mask_sinks = Vec::with_capacity(heads.len());
+    for (head, follower) in heads.iter().zip(followers) {
+        let sink = head
+            .cog_config(&stages.out.local, cfg.output.mask_compression)
+            .build(Arc::clone(&ledger))
+            .with_context(|| format!("output.masks: {}", head.name()))?;
+        let input = head.prepare(follower).map_err(|e| anyhow::anyhow!("output.masks: {}: {}", head.name(), error_chain(&e)))?;
+        mask_sinks.push(async move {
+            sink.run(input)
+                .await
+                .map_err(|e| anyhow::anyhow!("mask {}: {}", head.name(), error_chain(&e)))
+        });
+    }
+    let embeddings = async { sink.run(stream).await.map_err(|e| anyhow::anyhow!(error_chain(&e))) };
+    let (report, masks) = futures::future::try_join(embeddings, futures::future::try_join_all(mask_sinks)).await?;
+    let mut files = Vec::new();
+    for report in std::iter::once(report).chain(masks) {
+        let SinkReport { files: written, stac_items, collection, .. } = report;
+        // The STAC items of the files are outputs too; the collections are rebuilt per unit.
+        files.extend(written);
+        files.extend(stac_items);
+        files.extend(collection);
+    }
     Ok(files)
 }

@@ -20,9 +20,13 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CogConfig {
-    /// Output directory: files go to `<dir>/masks/<scene_id>.tif`, each with a STAC item
-    /// `<scene_id>.json`, and `<dir>/masks/collection.json` lists them.
+    /// Output directory: files go to `<dir>/<subdir>/<scene_id>.tif`, each with a STAC item
+    /// `<scene_id>.json`, and `<dir>/<subdir>/collection.json` lists them.
     pub dir: PathBuf,
+    /// The masks' directory under `dir`, relative and slash-separated (one per kind of mask,
+    /// e.g. `masks/lulc`). Default `masks`.
+    #[serde(default = "default_subdir")]
+    pub subdir: String,
     /// The mask column: an `arrow.fixed_shape_tensor` of shape `[H, W]` (or `[1, H, W]`)
     /// holding UInt8 class ids (majority vote, nearest overviews, colour table) or Float32
     /// probabilities (mean, average overviews).
@@ -51,6 +55,9 @@ pub struct CogConfig {
 
 fn default_column() -> String {
     "mask".into()
+}
+fn default_subdir() -> String {
+    "masks".into()
 }
 const fn default_tile_size() -> u32 {
     512
@@ -130,11 +137,12 @@ impl ColourTable {
 }
 
 impl CogConfig {
-    /// Defaults for `dir`: column `mask`, DEFLATE, 512-pixel tiles, class nodata 255,
+    /// Defaults for `dir`: subdirectory `masks`, column `mask`, DEFLATE, 512-pixel tiles, class nodata 255,
     /// probability nodata -1, the SCL colour table.
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,
+            subdir: default_subdir(),
             column: default_column(),
             compression: CogCompression::default(),
             tile_size: default_tile_size(),
@@ -156,6 +164,13 @@ impl CogConfig {
                 reason: "must be finite (overview averaging skips it by value)".into(),
             });
         }
+        let parts: Vec<&str> = self.subdir.split('/').collect();
+        if parts.iter().any(|p| p.is_empty() || *p == "." || *p == ".." || p.contains('\\')) {
+            return Err(Error::Option {
+                key: "cog.subdir",
+                reason: format!("{:?}: must be a relative path of named directories (no empty part, `.` or `..`)", self.subdir),
+            });
+        }
         if self.column.is_empty() {
             return Err(Error::Option { key: "cog.column", reason: "empty".into() });
         }
@@ -164,5 +179,24 @@ impl CogConfig {
         }
         self.stac.validate()?;
         Ok(CogSink::new(self.clone(), ledger))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subdir_stays_under_dir() {
+        let ledger = Arc::new(ChipLedger::default());
+        let mut cfg = CogConfig::new(PathBuf::from("out"));
+        cfg.subdir = "masks/lulc".into();
+        let sink = cfg.build(Arc::clone(&ledger)).expect("nested subdir");
+        assert_eq!(sink.path_for("S2A/x"), PathBuf::from("out/masks/lulc/S2A_x.tif"));
+        for bad in ["", "/abs", "masks/../..", "a//b", "./m"] {
+            cfg.subdir = bad.into();
+            let err = cfg.build(Arc::clone(&ledger)).expect_err(bad).to_string();
+            assert!(err.contains("cog.subdir"), "{bad}: {err}");
+        }
     }
 }

@@ -43,12 +43,12 @@ impl CogSink {
         Self { cfg, ledger }
     }
 
-    /// The directory of the COGs, their items and the collection: `<dir>/masks`.
+    /// The directory of the COGs, their items and the collection: `<dir>/<subdir>`.
     pub fn out_dir(&self) -> PathBuf {
-        self.cfg.dir.join("masks")
+        self.cfg.subdir.split('/').fold(self.cfg.dir.clone(), |d, p| d.join(p))
     }
 
-    /// The path of a scene's COG: `<dir>/masks/<scene_id>.tif` (characters other than
+    /// The path of a scene's COG: `<dir>/<subdir>/<scene_id>.tif` (characters other than
     /// letters, digits, `-`, `_`, `.` replaced by `_`).
     pub fn path_for(&self, scene_id: &str) -> PathBuf {
         self.out_dir().join(format!("{}.tif", safe_file_stem(scene_id)))

@@ -183,3 +183,21 @@ dir = "{out}"
 pub mod faults;
 pub mod http;
 pub mod stac_api;
+
+/// GDAL's COG validator with `--full-check=yes`.
+pub fn validate_cog(file: &Path) -> (bool, String) {
+    let out = Command::new(gdal_python())
+        .arg("/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py")
+        .arg("--full-check=yes")
+        .arg(file)
+        .output()
+        .expect("run the COG validator");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `gdalinfo -json FILE`.
+pub fn gdalinfo(file: &Path) -> serde_json::Value {
+    let out = Command::new("gdalinfo").arg("-json").arg(file).output().expect("run gdalinfo");
+    assert!(out.status.success(), "gdalinfo {}: {}", file.display(), describe(&out));
+    serde_json::from_slice(&out.stdout).expect("gdalinfo json")
+}

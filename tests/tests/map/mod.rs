@@ -5,6 +5,7 @@
 //! every pixel is real.
 
 mod crash;
+mod masks;
 mod s1;
 mod shards;
 mod tim;

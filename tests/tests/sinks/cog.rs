@@ -1,29 +1,10 @@
 //! Mask COGs from the real scene, read back with GDAL: COG validity, georeferencing, nodata,
 //! colour table, pixels and overviews; their STAC items and collection against the schemas.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use super::support::*;
 use crate::common::*;
-
-/// GDAL's COG validator with `--full-check=yes`.
-fn validate_cog(file: &Path) -> (bool, String) {
-    let out = Command::new(gdal_python())
-        .arg("/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_cloud_optimized_geotiff.py")
-        .arg("--full-check=yes")
-        .arg(file)
-        .output()
-        .expect("run the COG validator");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
-/// `gdalinfo -json FILE`.
-fn gdalinfo(file: &Path) -> serde_json::Value {
-    let out = Command::new("gdalinfo").arg("-json").arg(file).output().expect("run gdalinfo");
-    assert!(out.status.success(), "gdalinfo {}: {}", file.display(), describe(&out));
-    serde_json::from_slice(&out.stdout).expect("gdalinfo json")
-}
 
 /// Compares the COG's pixels with the reference band read by GDAL, and its first overview with
 /// the base image: `classes` (reference = the scene's SCL: every covered pixel must equal it,

@@ -5,4 +5,4 @@
 mod cog;
 mod geoparquet;
 mod kill;
-mod support;
+pub mod support;
