@@ -102,6 +102,8 @@ fn ids(batches: &[RecordBatch]) -> Vec<(String, i64, i64)> {
 }
 
 fn main() {
+    // Measure what `terrastream sql` runs with: the binary sets one malloc arena first thing.
+    terrastream_ingest::memory::bound_heap_growth(terrastream_ingest::memory::HeapBound::SingleArena);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let rows: usize = env_or("TERRASTREAM_SQL_BENCH_ROWS", 1_000_000);
     let threads: usize = env_or(

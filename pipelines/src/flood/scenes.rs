@@ -62,7 +62,7 @@ pub async fn find(
     after_days: f64,
     reference_days: f64,
 ) -> Result<EventScenes> {
-    let days = |d: f64| Duration::milliseconds((d * 86_400_000.0).round() as i64);
+    use crate::time_span::days;
     let post_window = Window {
         start: event_time,
         end: event_time + days(after_days),

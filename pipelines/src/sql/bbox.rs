@@ -187,6 +187,11 @@ impl StructPruned {
             }
         }
         tracing::debug!(column = %self.column, kept, total, "row groups after struct statistics");
+        if groups.is_empty() {
+            // No row group can match. A scan of no file groups has no partitions, which plans
+            // above it that need one (a sort whose filter went into the scan) refuse.
+            return Ok(Arc::new(datafusion::physical_plan::empty::EmptyExec::new(plan.schema())));
+        }
         config.file_groups = groups;
         Ok(DataSourceExec::from_data_source(config))
     }

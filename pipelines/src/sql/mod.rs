@@ -58,6 +58,10 @@ pub struct SqlArgs {
 /// partitions (all CPUs when `None`).
 pub fn session(threads: Option<usize>) -> SessionContext {
     let mut config = SessionConfig::new().with_information_schema(true);
+    // Late materialisation: filters run on their own columns first, and only the rows that
+    // pass decode the wide embedding column.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
     if let Some(n) = threads {
         config = config.with_target_partitions(n.max(1));
     }
