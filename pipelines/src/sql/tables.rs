@@ -257,6 +257,7 @@ pub async fn register(ctx: &SessionContext, args: &[String]) -> Result<Registere
         }
     }
     registered.tables.sort();
+    crate::sql::fit_batch_size(ctx, &registered.tables).await?;
     Ok(registered)
 }
 
