@@ -66,8 +66,14 @@ pub fn session(threads: Option<usize>) -> SessionContext {
     let mut config = config.with_information_schema(true);
     // Late materialisation: filters run on their own columns first, and only the rows that
     // pass decode the wide embedding column.
-    config.options_mut().execution.parquet.pushdown_filters = true;
-    config.options_mut().execution.parquet.reorder_filters = true;
+    // (Unless the environment says otherwise.)
+    let unset = |key: &str| std::env::var_os(key).is_none();
+    if unset("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS") {
+        config.options_mut().execution.parquet.pushdown_filters = true;
+    }
+    if unset("DATAFUSION_EXECUTION_PARQUET_REORDER_FILTERS") {
+        config.options_mut().execution.parquet.reorder_filters = true;
+    }
     if let Some(n) = threads {
         config = config.with_target_partitions(n.max(1));
     }
