@@ -20,8 +20,13 @@
 # Run time on 2 cores with the defaults: about 7 minutes (base at batch 8 dominates;
 # each reference process also spends ~30 s importing terratorch).
 #
+# Both sides compute in float32: the reference script undoes the bfloat16 matmuls that importing
+# terratorch switches on (see its --precision); REF_PRECISION=medium measures the reference with
+# terratorch's own setting instead.
+#
 # Environment: THREADS (default: nproc), ROUNDS (1), WARMUP (1), REPS_TINY (5), REPS_BASE (3),
-#              VARIANTS ("tiny base"), BATCHES ("1 8"), MODALITY_SETS ("S2L2A S2L2A,S1GRD").
+#              VARIANTS ("tiny base"), BATCHES ("1 8"), MODALITY_SETS ("S2L2A S2L2A,S1GRD"),
+#              REF_PRECISION (highest), CARGO_TARGET_DIR (target/ of the workspace).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +37,8 @@ warmup=${WARMUP:-1}
 variants=${VARIANTS:-tiny base}
 batches=${BATCHES:-1 8}
 modality_sets=${MODALITY_SETS:-S2L2A S2L2A,S1GRD}
+ref_precision=${REF_PRECISION:-highest}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 if ! "$ref_venv/bin/python" -c "import terratorch" 2>/dev/null; then
@@ -41,7 +48,7 @@ fi
 log "building the throughput bench (release)"
 (cd "$root" && cargo bench -q -p terrastream-model --bench throughput --no-run)
 # The bench executable: the newest target/release/deps/throughput-* binary.
-bench=$(ls -t "$root"/target/release/deps/throughput-* | grep -v '\.d$' | head -1)
+bench=$(ls -t "$target_dir"/release/deps/throughput-* | grep -v '\.d$' | head -1)
 [ -x "$bench" ] || { log "bench binary not found"; exit 1; }
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
@@ -61,7 +68,7 @@ for variant in $variants; do
         o=$("$bench" "${args[@]}")
         log "  $o"
         log "$variant $mods batch $batch round $r/$rounds: reference"
-        p=$("$ref_venv/bin/python" "$root/scripts/bench_model_reference.py" "${args[@]}" 2>/dev/null)
+        p=$("$ref_venv/bin/python" "$root/scripts/bench_model_reference.py" "${args[@]}" --precision "$ref_precision" 2>/dev/null)
         log "  $p"
         ours_ips+=("$(field images_per_s <<<"$o")"); ours_rss+=("$(field max_rss_mb <<<"$o")")
         ref_ips+=("$(field images_per_s <<<"$p")"); ref_rss+=("$(field max_rss_mb <<<"$p")")

@@ -76,7 +76,8 @@ if [ "$regen" = 1 ] || [ ! -f "$out/outputs.safetensors" ]; then
   tim_args=()
   [ -n "$tim" ] && tim_args=(--tim "$tim")
   start=$(date +%s)
-  "$py" "$fixtures" --variant "$variant" --seed "$seed" --modalities "$modalities" --size "$size" \
+  # Through reference_float32.py: importing terratorch would switch float32 matmuls to bfloat16.
+  "$py" "$root/scripts/reference_float32.py" "$fixtures" --variant "$variant" --seed "$seed" --modalities "$modalities" --size "$size" \
     --batch "$batch" "${tim_args[@]}" --layers "$layers" --out "$out" > "$out.log" 2>&1 \
     || { log "make_fixtures.py failed, see $out.log"; exit 1; }
   log "reference done in $(( $(date +%s) - start )) s"
@@ -86,7 +87,8 @@ fi
 
 log "building terrastream"
 (cd "$root" && cargo build -q -p terrastream)
-bin="$root/target/debug/terrastream"
+# CARGO_TARGET_DIR is honoured, as cargo does.
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/terrastream"
 ours="$out/ours.safetensors"
 tim_args=()
 [ -n "$tim" ] && tim_args=(--tim "$tim" --temperature 0)

@@ -20,8 +20,9 @@
 //! - Random weights and TiM sampling use a seeded generator of this crate, not libtorch's global
 //!   one, so results are reproducible with several models or threads.
 //! - [`Tokenizer`]: the v1 tokenizers (`terramind_v1_tokenizer_<m>`): chips to FSQ token ids
-//!   for S2L2A, S1GRD, S1RTC, DEM, NDVI and LULC, and for LULC ids back to a class map. Key tree
-//!   and parity fixtures: `tests/data/make_tokenizer_fixtures.py`.
+//!   for S2L2A, S1GRD, S1RTC, DEM, NDVI and LULC; back from ids to a class map (LULC) or, by a
+//!   diffusion decoder, to an image. Key tree and parity fixtures:
+//!   `tests/data/make_tokenizer_fixtures.py`, `tests/data/make_diffusion_fixtures.py`.
 //! - [`Segmenter`]: a fine-tuned segmentation model (terratorch's `FCNDecoder` and
 //!   `SegmentationHead` on the encoder), loaded from the fine-tuning checkpoint.
 //! - Feature `hub` adds [`fetch_weights`](crate) (download of the official checkpoints with
@@ -70,5 +71,5 @@ pub use precision::{Precision, default_device};
 pub use segmentation::{SegmentationConfig, Segmenter};
 pub use terramind::TerraMind;
 pub use tim::{TimConfig, TimOutput};
-pub use tokenizer::{LULC_CLASSES, TOKENIZED, Tokenizer, TokenizerConfig, TokenizerParts};
+pub use tokenizer::{LULC_CLASSES, TOKENIZED, Tokenizer, TokenizerConfig, TokenizerParts, UNetConfig};
 pub use weights::read_tensors;

@@ -13,8 +13,9 @@ use crate::{Error, Merge, Modality, Result};
 /// `tim_decoding_steps`) plus an explicit seed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimConfig {
-    /// Token modalities to generate, in order (default `[LULC]`). Targets that are also inputs
-    /// are not generated, as in terratorch.
+    /// Token modalities to generate, in order (default `[LULC]`), each conditioned on the
+    /// inputs and on every target generated before it (chained generation, as terratorch's
+    /// schedule). Targets that are also inputs are not generated, as in terratorch.
     pub targets: Vec<Modality>,
     /// Sampling temperature; 0 means argmax (deterministic, no randomness used).
     pub temperature: f64,
@@ -26,7 +27,8 @@ pub struct TimConfig {
     /// row in the call's batch and the settings, not on [`TerraMind::with_batch_size`].
     pub seed: u64,
     /// ROAR decoding steps: each step decodes the next slice of a random order of the grid
-    /// positions (terratorch's linear schedule). 1 = all positions at once.
+    /// positions (terratorch's linear schedule), with the encoder re-run over the tokens
+    /// decoded so far. 1 = all positions at once.
     pub steps: usize,
     /// Whether [`TimOutput::logits`] is filled (`[B, N, V]` per target: large for V = 15360).
     pub keep_logits: bool,
@@ -193,10 +195,9 @@ impl TerraMind {
         cfg: &TimConfig,
     ) -> Result<(Vec<Tensor>, Vec<Tensor>, Vec<Tensor>)> {
         let (x, emb) = self.embed_batch(batch)?;
-        let mut all_ids = Vec::with_capacity(targets.len());
+        let mut all_ids: Vec<Tensor> = Vec::with_capacity(targets.len());
         let mut all_logits = Vec::new();
         if let Some(decoder) = self.decoder.as_ref().filter(|_| !targets.is_empty()) {
-            let context = decoder.context(&self.encoder().forward(&x)?, &emb)?;
             let (n, device) = (batch.tokens(), x.device());
             for (ti, &target) in targets.iter().enumerate() {
                 let order = Rng::derive(cfg.seed, &[ti as u64, u64::MAX]).permutation(n as usize);
@@ -212,6 +213,18 @@ impl TerraMind {
                 };
                 let mut start = 0usize;
                 for count in linear_schedule(cfg.steps, n as usize) {
+                    // As the reference's generation loop: the encoder sees the inputs, every
+                    // target generated before this one, and this target's positions decoded
+                    // in earlier steps, so each generated token conditions what follows.
+                    let decoded = Tensor::from_slice(&order[..start]).f_to_device(device)?;
+                    let known: Vec<(Modality, &Tensor, Option<&Tensor>)> = targets[..ti]
+                        .iter()
+                        .zip(&all_ids)
+                        .map(|(&m, t)| (m, t, None))
+                        .chain((start > 0).then_some((target, &ids, Some(&decoded))))
+                        .collect();
+                    let context = self.generation_context(batch, &x, &emb, &known)?;
+                    let context = decoder.context(&context.0, &context.1)?;
                     let slice = &order[start..start + count];
                     start += count;
                     let positions = Tensor::from_slice(slice).f_to_device(device)?;
@@ -243,6 +256,37 @@ impl TerraMind {
 }
 
 impl TerraMind {
+    /// The encoder output `[B, T, D]` and the positional + modality embeddings `[B, T, D]` of
+    /// the tokens known at a generation step: the inputs (`x`, `emb`, already embedded) and
+    /// the generated `known` tokens, each `(modality, ids [B, N], positions)` with `None` for
+    /// all positions or the `[K]` positions decoded so far.
+    fn generation_context(
+        &self,
+        batch: &Batch,
+        x: &Tensor,
+        emb: &Tensor,
+        known: &[(Modality, &Tensor, Option<&Tensor>)],
+    ) -> Result<(Tensor, Tensor)> {
+        let (gh, gw) = batch.grid;
+        let (mut xs, mut embs) = (vec![x.shallow_clone()], vec![emb.shallow_clone()]);
+        for &(m, ids, positions) in known {
+            let (tx, te) = self.embedding(m)?.forward(ids, gh, gw)?;
+            let (tx, te) = (tx.f_add(&te)?, te.f_expand([batch.batch, -1, -1], false)?);
+            match positions {
+                Some(p) => {
+                    xs.push(tx.f_index_select(1, p)?);
+                    embs.push(te.f_index_select(1, p)?);
+                }
+                None => {
+                    xs.push(tx);
+                    embs.push(te);
+                }
+            }
+        }
+        let encoded = self.encoder().forward(&Tensor::f_cat(&xs, 1)?)?;
+        Ok((encoded, Tensor::f_cat(&embs, 1)?))
+    }
+
     /// Every output under the parity fixtures' tensor names, for checks and for users who bring
     /// their own tensors: `embed`, `layer_{i}`, `mean_last`, and with `tim`: `tim_<T>_ids`,
     /// `tim_<T>_logits_top5`, `tim_<T>_logits_top5_ids`, `tim_layer_{i}`, `tim_mean_last`

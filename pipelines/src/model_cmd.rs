@@ -2,15 +2,17 @@
 //! parity fixtures' format: per-modality `B x C x H x W` float32 inputs (already standardized)
 //! in. `embed` writes the reference's tensor names (`embed`, `layer_{i}`, `mean_last`,
 //! `tim_<MOD>_ids`, `tim_<MOD>_logits_top5[_ids]`, `tim_layer_{i}`, `tim_mean_last`);
-//! `generate` writes TiM's ids of each target and, for LULC, the decoded class map.
+//! `generate` writes TiM's ids of each target and the decoded map: the LULC class map, or an
+//! image (S2L2A, S1GRD, S1RTC, DEM, NDVI) from the target's diffusion decoder, in physical units.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tch::{Device, Tensor};
 use terrastream_model::{
-    Config, Modality, TerraMind, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, read_tensors,
+    Config, Modality, TerraMind, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, UNetConfig, read_tensors,
 };
+use terrastream_operators::BandStats;
 use tracing::warn;
 
 /// What `model embed` and `model generate` share: the model, the inputs, the output, TiM's
@@ -155,70 +157,113 @@ fn load_model(
 /// Options of `model generate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GenerateArgs {
-    /// Model, inputs and output (`tim_<MOD>_ids` `[B, N]` per target, `LULC` `[B, H, W]`
-    /// uint8).
+    /// Model, inputs and output (`tim_<MOD>_ids` `[B, N]` per target; `LULC` `[B, H, W]`
+    /// uint8 class map; `S2L2A`, `S1GRD`, `S1RTC`, `DEM`, `NDVI` `[B, C, H, W]` float32 images
+    /// in physical units).
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Directory with the official tokenizers (`TerraMind_Tokenizer_LULC.pt` or
-    /// `.safetensors`); needed with --checkpoint.
+    /// Directory with the official tokenizers of the targets (`TerraMind_Tokenizer_<M>.pt` or
+    /// `.safetensors`, e.g. `TerraMind_Tokenizer_LULC.pt`, `TerraMind_Tokenizer_S1GRD.pt`);
+    /// needed with --checkpoint.
     #[arg(long)]
     pub tokenizers: Option<PathBuf>,
-    /// Modalities to generate, in order (each conditions the next).
+    /// Modalities to generate, in order (each conditions the next): LULC, S2L2A, S1GRD, S1RTC,
+    /// DEM, NDVI.
     #[arg(long, value_delimiter = ',', default_value = "LULC")]
     pub to: Vec<String>,
+    /// DDIM steps of the diffusion decoders (image targets); the reference's default is 50.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Seed of the diffusion decoders' start noise (image targets).
+    #[arg(long, default_value_t = 0)]
+    pub noise_seed: u64,
+}
+
+/// The tokenizer that decodes `target`'s ids: the official one from `dir`, or (without a
+/// directory and without a TerraMind checkpoint) a reduced one with random weights.
+fn target_tokenizer(args: &GenerateArgs, target: Modality, dim: i64, heads: i64, device: Device) -> Result<Tokenizer> {
+    let cfg = TokenizerConfig::v1(target)?;
+    let name = cfg.modality.name();
+    match (&args.tokenizers, &args.model.checkpoint) {
+        (Some(dir), _) => {
+            let path = ["pt", "safetensors"]
+                .iter()
+                .map(|e| dir.join(format!("TerraMind_Tokenizer_{name}.{e}")))
+                .find(|p| p.exists())
+                .with_context(|| {
+                    format!("--tokenizers {}: no TerraMind_Tokenizer_{name}.pt or .safetensors in it", dir.display())
+                })?;
+            Tokenizer::load(&cfg, TokenizerParts::Decoder, &path, device).with_context(|| format!("{}", path.display()))
+        }
+        (None, Some(ckpt)) => bail!(
+            "--checkpoint {} needs --tokenizers DIR with TerraMind_Tokenizer_{name}.pt to decode the {name} tokens",
+            ckpt.display()
+        ),
+        (None, None) => {
+            warn!(modality = name, "no --tokenizers: a reduced decoder with RANDOM weights, for testing only");
+            let small = UNetConfig {
+                model_channels: 32,
+                num_res_blocks: 1,
+                ..UNetConfig::v1()
+            };
+            let cfg = cfg.with_size(dim, 2, heads).with_unet(small);
+            Ok(Tokenizer::random(&cfg, TokenizerParts::Decoder, args.model.seed, device)?)
+        }
+    }
 }
 
 /// Runs `model generate`; returns the names written.
 pub fn generate(args: &GenerateArgs) -> Result<Vec<String>> {
     let targets: Vec<Modality> = args.to.iter().map(|t| Modality::tim_target(t)).collect::<Result<_, _>>()?;
-    if let Some(image) = targets.iter().find(|t| **t != Modality::LULC) {
-        bail!(
-            "--to {}: turning generated {} tokens into an image needs its diffusion decoder, which is not \
-             implemented yet (issue 10); `model embed --tim {}` writes the token ids",
-            image.tim_name(),
-            image.tim_name(),
-            image.tim_name()
-        );
+    if targets.is_empty() {
+        bail!("--to: name at least one modality to generate");
+    }
+    if !(1..=1000).contains(&args.steps) {
+        bail!("--steps {}: expected 1 to 1000 DDIM steps", args.steps);
     }
     let m = &args.model;
     let device: Device = terrastream_operators::DeviceChoice::parse(&m.device)?.device();
     let cfg = Config::variant(&m.variant)?;
-    let lulc = TokenizerConfig::v1(Modality::LULC)?;
-    let tokenizer = match (&args.tokenizers, &m.checkpoint) {
-        (Some(dir), _) => {
-            let path = ["pt", "safetensors"]
-                .iter()
-                .map(|e| dir.join(format!("TerraMind_Tokenizer_LULC.{e}")))
-                .find(|p| p.exists())
-                .with_context(|| {
-                    format!("--tokenizers {}: no TerraMind_Tokenizer_LULC.pt or .safetensors in it", dir.display())
-                })?;
-            Tokenizer::load(&lulc, TokenizerParts::Decoder, &path, device)
-                .with_context(|| format!("{}", path.display()))?
-        }
-        (None, Some(ckpt)) => bail!(
-            "--checkpoint {} needs --tokenizers DIR with TerraMind_Tokenizer_LULC.pt to decode the LULC tokens",
-            ckpt.display()
-        ),
-        (None, None) => {
-            warn!("no --tokenizers: a reduced LULC decoder with RANDOM weights, for testing only");
-            Tokenizer::random(&lulc.with_size(cfg.dim, 2, cfg.num_heads), TokenizerParts::Decoder, m.seed, device)?
-        }
-    };
+    // Every decoder is loaded before the model runs, so a missing file fails in seconds.
+    let decoders: Vec<Tokenizer> = targets
+        .iter()
+        .map(|t| target_tokenizer(args, *t, cfg.dim, cfg.num_heads, device))
+        .collect::<Result<_>>()?;
     let (_, inputs, model) = m.load(&targets)?;
     let (_, _, h, w) = inputs.first().context("no input tensor")?.1.size4()?;
     let out = model.tim(&inputs, &m.tim(&targets))?;
     let mut outputs = Vec::new();
-    for t in &targets {
+    for (t, tokenizer) in targets.iter().zip(&decoders) {
         let ids = out.ids(*t).with_context(|| format!("TiM generated no {}", t.tim_name()))?;
-        if *t == Modality::LULC {
-            let grid = ids.f_reshape([-1, h / 16, w / 16])?;
-            outputs.push(("LULC".to_string(), tokenizer.decode_classes(&grid)?));
-        }
+        let grid = ids.f_reshape([-1, h / 16, w / 16])?;
+        let name = tokenizer.config().modality.name().to_string();
+        let decoded = if *t == Modality::LULC {
+            tokenizer.decode_classes(&grid)?
+        } else {
+            let image = tokenizer.decode_image(&grid, args.steps, args.noise_seed)?;
+            destandardize(&name, image)?
+        };
+        outputs.push((name, decoded));
         outputs.push((format!("tim_{}_ids", t.tim_name()), ids.shallow_clone()));
     }
     write(&m.output, &outputs)?;
     Ok(outputs.into_iter().map(|(k, _)| k).collect())
+}
+
+/// A generated image from the model's standardized values back to physical units with the
+/// TerraMind v1 statistics: S2 reflectance x 10000, S1 backscatter in dB, DEM metres. NDVI has
+/// no statistics and is returned as generated.
+fn destandardize(modality: &str, image: Tensor) -> Result<Tensor> {
+    let Some(stats) = BandStats::terramind_v1(modality) else {
+        return Ok(image);
+    };
+    let bands = stats.mean.len() as i64;
+    if image.size().get(1) != Some(&bands) {
+        bail!("generated {modality} has {:?} channels, its statistics {bands}", image.size());
+    }
+    let mean = Tensor::from_slice(&stats.mean).f_reshape([1, bands, 1, 1])?;
+    let std = Tensor::from_slice(&stats.std).f_reshape([1, bands, 1, 1])?;
+    Ok(image.f_mul(&std)?.f_add(&mean)?)
 }
 
 fn write(path: &Path, outputs: &[(String, Tensor)]) -> Result<()> {

@@ -1,15 +1,19 @@
 //! TerraMind v1 tokenizers (terratorch 1.2.11, `terramind_v1_tokenizer_<m>`): a ViT encoder,
 //! the 1x1 `quant_proj` to L latent channels and finite scalar quantisation (FSQ) turn a chip
-//! into one token id per 16 x 16 patch, the ids TerraMind's token modalities and TiM use. For
-//! LULC, a VQ-VAE, the ViT decoder turns ids back into a class map.
+//! into one token id per 16 x 16 patch, the ids TerraMind's token modalities and TiM use. The
+//! decoders turn ids back into maps: for LULC (a VQ-VAE) a ViT decoder gives class logits; for
+//! the image modalities (DiVAEs) a patched U-Net, run as a DDIM sampler, gives a standardized
+//! image.
 //!
 //! Key tree (the `state_dict()` of the reference `VQVAE` / `DiVAE`, as in the official
 //! `TerraMind_Tokenizer_<M>.pt`): `encoder.{pos_emb, proj, blocks.<i>, norm_mlp, post_mlp}`,
-//! `quant_proj`, and for LULC `post_quant_proj`, `decoder.{pos_emb, blocks.<i>, norm_mlp,
-//! post_mlp, out_proj}`. The DiVAE tokenizers' diffusion decoders (`decoder.*` of S2L2A, S1GRD,
-//! S1RTC, DEM, NDVI) are not ported; their keys are ignored.
+//! `quant_proj`; for LULC `post_quant_proj`, `decoder.{pos_emb, blocks.<i>, norm_mlp,
+//! post_mlp, out_proj}`; for S2L2A, S1GRD, S1RTC, DEM and NDVI the U-Net `decoder.*`
+//! ([`UNetConfig`]).
 
+mod ddim;
 mod fsq;
+mod unet;
 mod vit;
 
 use std::collections::HashSet;
@@ -20,7 +24,11 @@ use tch::{Device, Kind, Tensor, nn};
 use crate::layers::Conv2d;
 use crate::terramind::output;
 use crate::{Config, Error, MlpKind, Modality, Result, weights};
+use crate::rng::Rng;
+use ddim::Ddim;
 use fsq::Fsq;
+use unet::PatchedUNet;
+pub use unet::UNetConfig;
 use vit::{VitDecoder, VitEncoder};
 
 /// Number of LULC classes: the LULC tokenizer's input channels (one-hot) and output channels.
@@ -47,6 +55,8 @@ pub struct TokenizerConfig {
     pub encoder_depth: usize,
     /// Decoder blocks of the ViT decoder (LULC); `None` for the diffusion-decoder tokenizers.
     pub decoder_depth: Option<usize>,
+    /// The diffusion decoder (S2L2A, S1GRD, S1RTC, DEM, NDVI); `None` for LULC.
+    pub diffusion: Option<UNetConfig>,
     /// Attention heads.
     pub num_heads: i64,
     /// Hidden width of the block MLPs and the post-MLP (4D).
@@ -81,6 +91,7 @@ impl TokenizerConfig {
             dim: 768,
             encoder_depth: 12,
             decoder_depth: lulc.then_some(12),
+            diffusion: (!lulc).then(UNetConfig::v1),
             num_heads: 12,
             mlp_hidden: 4 * 768,
             post_mlp: true,
@@ -97,6 +108,15 @@ impl TokenizerConfig {
         self.decoder_depth = self.decoder_depth.map(|_| depth);
         self.num_heads = num_heads;
         self.mlp_hidden = 4 * dim;
+        self
+    }
+
+    /// The same tokenizer with another diffusion decoder size (image modalities only), e.g. for
+    /// small test models.
+    pub fn with_unet(mut self, unet: UNetConfig) -> Self {
+        if self.diffusion.is_some() {
+            self.diffusion = Some(unet);
+        }
         self
     }
 
@@ -131,6 +151,9 @@ impl TokenizerConfig {
         if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
             return fail("image_size must be a multiple of a positive patch_size");
         }
+        if let Some(unet) = &self.diffusion {
+            unet.validate(&format!("tokenizer {} decoder", self.modality.name()))?;
+        }
         Ok(())
     }
 
@@ -158,17 +181,20 @@ impl TokenizerConfig {
 pub enum TokenizerParts {
     /// Encoder, `quant_proj` and FSQ: chips to ids.
     Encoder,
-    /// `post_quant_proj` and the ViT decoder: ids to outputs (LULC only).
+    /// The decoder: ids to outputs (`post_quant_proj` and the ViT decoder for LULC, the U-Net
+    /// for the image modalities).
     Decoder,
     /// Both.
     Both,
 }
 
-/// `post_quant_proj` and `decoder.*`.
+/// The ids-to-outputs half.
 #[derive(Debug)]
-struct Decoder {
-    post_quant_proj: Conv2d,
-    vit: VitDecoder,
+enum Decoder {
+    /// LULC: `post_quant_proj` and the ViT `decoder.*`.
+    Vit { post_quant_proj: Conv2d, vit: VitDecoder },
+    /// Image modalities: the U-Net `decoder.*`, conditioned on the codes directly.
+    Diffusion { unet: PatchedUNet, ddim: Ddim },
 }
 
 /// One TerraMind v1 tokenizer, with weights named as the official checkpoint's keys.
@@ -215,13 +241,17 @@ impl Tokenizer {
                 Conv2d::new(&(&root / "quant_proj"), cfg.dim, latent, 1)?,
             )),
         };
-        let decoder = match (parts, cfg.decoder_depth) {
-            (TokenizerParts::Encoder, _) => None,
-            (_, Some(depth)) => Some(Decoder {
+        let decoder = match (parts, cfg.decoder_depth, &cfg.diffusion) {
+            (TokenizerParts::Encoder, _, _) => None,
+            (_, Some(depth), _) => Some(Decoder::Vit {
                 post_quant_proj: Conv2d::new(&(&root / "post_quant_proj"), latent, cfg.dim, 1)?,
                 vit: VitDecoder::new(&(&root / "decoder"), &vit, cfg.channels, depth, cfg.post_mlp)?,
             }),
-            (_, None) => return Err(not_built(cfg, "a ported decoder (only LULC has one)")),
+            (_, None, Some(unet)) => Some(Decoder::Diffusion {
+                unet: PatchedUNet::new(&(&root / "decoder"), unet, cfg.channels, latent)?,
+                ddim: Ddim::new()?,
+            }),
+            (_, None, None) => return Err(not_built(cfg, "a decoder (neither decoder_depth nor diffusion is set)")),
         };
         Ok(Tokenizer {
             vs,
@@ -312,8 +342,8 @@ impl Tokenizer {
         tch::no_grad(|| quant_proj.forward(&encoder.forward(&x)?))
     }
 
-    /// Decoder outputs `[B, C, 16h, 16w]` float32 for ids `[B, h, w]` (any integer kind, values
-    /// in `0..vocab_size`): for LULC the logits of the 10 classes.
+    /// LULC decoder outputs `[B, 10, 16h, 16w]` float32, the logits of the 10 classes, for ids
+    /// `[B, h, w]` (any integer kind, values in `0..vocab_size`).
     pub fn decode_logits(&self, ids: &Tensor) -> Result<Tensor> {
         output(self.decode_on_device(ids)?)
     }
@@ -330,12 +360,68 @@ impl Tokenizer {
     }
 
     fn decode_on_device(&self, ids: &Tensor) -> Result<Tensor> {
-        let decoder = self.decoder.as_ref().ok_or_else(|| not_built(&self.cfg, "a decoder"))?;
+        let Some(Decoder::Vit { post_quant_proj, vit }) = &self.decoder else {
+            return Err(not_built(&self.cfg, "a ViT decoder (LULC only; image modalities use decode_image)"));
+        };
         let ids = self.check_ids(ids)?;
         tch::no_grad(|| {
             let codes = self.fsq.codes(&ids)?;
-            decoder.vit.forward(&decoder.post_quant_proj.forward(&codes)?)
+            vit.forward(&post_quant_proj.forward(&codes)?)
         })
+    }
+
+    /// The image `[B, C, 16h, 16w]` float32 that the diffusion decoder generates for ids
+    /// `[B, h, w]` in `steps` DDIM steps (the reference default is 50; 10 is usual for maps),
+    /// starting from seeded Gaussian noise. Each chip's noise depends only on `seed` and its row,
+    /// so the result is the same whatever the batch. Values are standardized as the TerraMind
+    /// encoder's inputs (roughly [-1, 1] after the x0 clamp); multiply by the band's std and add
+    /// its mean for physical units. `16h` and `16w` must be multiples of the U-Net's depth (32
+    /// px for v1, so even token grids such as 14 x 14).
+    pub fn decode_image(&self, ids: &Tensor, steps: usize, seed: u64) -> Result<Tensor> {
+        let (b, h, w) = ids.size3().map_err(|_| input_err(&self.cfg, "token ids B x h x w", ids))?;
+        let p = self.cfg.patch_size;
+        let per_chip = (self.cfg.channels * h * p * w * p) as usize;
+        let mut values = Vec::with_capacity(per_chip * b.max(0) as usize);
+        for row in 0..b {
+            let mut rng = Rng::derive(seed, &[row as u64]);
+            values.extend((0..per_chip).map(|_| rng.normal() as f32));
+        }
+        let noise = Tensor::from_slice(&values).f_reshape([b, self.cfg.channels, h * p, w * p])?;
+        self.decode_image_from(ids, steps, &noise)
+    }
+
+    /// [`Tokenizer::decode_image`] from a given start noise `[B, C, 16h, 16w]` (e.g. the
+    /// reference's, for parity checks).
+    pub fn decode_image_from(&self, ids: &Tensor, steps: usize, noise: &Tensor) -> Result<Tensor> {
+        let Some(Decoder::Diffusion { unet, ddim }) = &self.decoder else {
+            return Err(not_built(&self.cfg, "a diffusion decoder (image modalities only; LULC uses decode_classes)"));
+        };
+        let ids = self.check_ids(ids)?;
+        let (b, h, w) = ids.size3()?;
+        let p = self.cfg.patch_size;
+        let want = [b, self.cfg.channels, h * p, w * p];
+        if noise.size() != want || !noise.is_floating_point() {
+            return Err(input_err(&self.cfg, &format!("start noise of shape {want:?}"), noise));
+        }
+        let granule = self.cfg.diffusion.as_ref().map_or(p, UNetConfig::granule);
+        if (h * p) % granule != 0 || (w * p) % granule != 0 {
+            return Err(input_err(
+                &self.cfg,
+                &format!("a token grid whose image ({} x {} px) is a multiple of {granule} px", h * p, w * p),
+                &ids,
+            ));
+        }
+        let timesteps = Ddim::timesteps(steps)?;
+        let image = tch::no_grad(|| -> Result<Tensor> {
+            let codes = self.fsq.codes(&ids)?;
+            let mut x = noise.f_to_kind(Kind::Float)?.f_to_device(self.device())?;
+            for t in timesteps {
+                let predicted = unet.forward(&x, t, &codes)?;
+                x = ddim.step(&predicted, t, steps, &x)?;
+            }
+            Ok(x)
+        })?;
+        output(image)
     }
 
     /// Integer `[B, h, w]` ids in range, as int64 on the model's device.
@@ -436,11 +522,32 @@ mod tests {
         assert!(matches!(t.decode_classes(&float_ids), Err(Error::InputShape { .. })));
         assert_eq!(t.decode_classes(&Tensor::zeros([1, 2, 2], opts))?.size(), [1, 32, 32]);
 
-        let s2 = TokenizerConfig::v1(Modality::S2L2A)?.with_size(8, 1, 2);
-        assert!(matches!(
-            Tokenizer::random(&s2, TokenizerParts::Decoder, 0, Device::Cpu),
-            Err(Error::NotBuilt { .. })
-        ));
+        let tiny_unet = UNetConfig {
+            model_channels: 32,
+            num_res_blocks: 1,
+            attention_resolutions: vec![2],
+            channel_mult: vec![1, 1, 1, 1],
+            patch_size: 4,
+        };
+        let s2 = TokenizerConfig::v1(Modality::S2L2A)?.with_size(8, 1, 2).with_unet(tiny_unet);
+        let dec = Tokenizer::random(&s2, TokenizerParts::Decoder, 0, Device::Cpu)?;
+        assert!(matches!(dec.decode_logits(&Tensor::zeros([1, 1, 1], opts)), Err(Error::NotBuilt { .. })));
+        assert!(matches!(t.decode_image(&Tensor::zeros([1, 2, 2], opts), 2, 0), Err(Error::NotBuilt { .. })));
+        // Seeded: the same seed gives the same image, another seed another one.
+        let ids = Tensor::from_slice(&[0i64, 1, 15359, 77]).reshape([1, 2, 2]);
+        let a = dec.decode_image(&ids, 2, 5)?;
+        assert_eq!(a.size(), [1, 12, 32, 32]);
+        assert!(a.equal(&dec.decode_image(&ids, 2, 5)?));
+        assert!(!a.equal(&dec.decode_image(&ids, 2, 6)?));
+        // A chip's noise does not depend on the batch it is in.
+        let two = dec.decode_image(&Tensor::cat(&[&ids, &ids.zeros_like()], 0), 2, 5)?;
+        assert!(two.get(0).allclose(&a.get(0), 1e-5, 1e-5, false));
+        // Four levels halve the 4-px patch grid three times: images must be multiples of 32 px.
+        let odd = Tensor::zeros([1, 1, 2], opts);
+        assert!(matches!(dec.decode_image(&odd, 1, 0), Err(Error::InputShape { .. })));
+        assert!(matches!(dec.decode_image(&ids, 0, 0), Err(Error::Config(_))));
+        let noise = Tensor::zeros([1, 12, 16, 16], (Kind::Float, Device::Cpu));
+        assert!(matches!(dec.decode_image_from(&ids, 2, &noise), Err(Error::InputShape { .. })));
         let enc = Tokenizer::random(&s2, TokenizerParts::Encoder, 0, Device::Cpu)?;
         let wrong_bands = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
         assert!(matches!(enc.tokenize(&wrong_bands), Err(Error::InputShape { .. })));

@@ -83,7 +83,7 @@ fn model_embed_matches_the_reference_fixture() {
 }
 
 #[test]
-fn model_generate_decodes_tim_lulc_into_a_class_map() {
+fn model_generate_decodes_tim_outputs_into_maps_and_images() {
     use tch::{Device, Kind, Tensor};
     use terrastream_model::{Modality, Tokenizer, TokenizerConfig, TokenizerParts};
     let fixture = repo_root().join("../shared/fixtures/terramind/tiny_s2l2a_s1grd_tim_lulc");
@@ -129,15 +129,58 @@ fn model_generate_decodes_tim_lulc_into_a_class_map() {
     let expect = tok.decode_classes(&g["tim_LULC_ids"].reshape([b, side, side])).expect("decode");
     assert!(map.equal(&expect), "the class map is not the decoder's output for the ids");
 
-    // Image targets need the diffusion decoders: a clear error, nothing written.
-    let nothing = tmp.path().join("nothing.safetensors");
-    let mut args = vec!["model", "generate", "--to", "LULC,S1GRD", "--output"];
-    args.push(nothing.to_str().expect("path"));
+    // Chained generation of an image: LULC first, then S1GRD conditioned on it, decoded by the
+    // S1GRD diffusion decoder (reduced, random: D of the variant, 2 blocks, a 32-channel U-Net
+    // with one block per level, seed 0) in 2 DDIM steps from the noise of --noise-seed 3.
+    let chained = tmp.path().join("chained.safetensors");
+    let mut args = vec!["model", "generate", "--to", "LULC,S1GRD", "--steps", "2", "--noise-seed", "3", "--temperature", "0", "--output"];
+    args.push(chained.to_str().expect("path"));
     args.extend(common);
     let out = terrastream(&args);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("diffusion decoder"), "{}", describe(&out));
-    assert!(!nothing.exists());
+    assert!(out.status.success(), "{}", describe(&out));
+    let c = read(&chained);
+    let s1 = &c["S1GRD"];
+    assert_eq!(s1.size(), vec![b, 2, side * 16, side * 16]);
+    assert_eq!(s1.kind(), Kind::Float);
+    let small = terrastream_model::UNetConfig { model_channels: 32, num_res_blocks: 1, ..terrastream_model::UNetConfig::v1() };
+    let s1_tok = Tokenizer::random(
+        &TokenizerConfig::v1(Modality::S1GRD).expect("s1").with_size(192, 2, 3).with_unet(small),
+        TokenizerParts::Decoder,
+        0,
+        Device::Cpu,
+    )
+    .expect("tokenizer");
+    let ids = c["tim_S1GRD_ids"].reshape([b, side, side]);
+    let standardized = s1_tok.decode_image(&ids, 2, 3).expect("decode");
+    // Back to dB with the v1 statistics: VV mean -12.599 std 5.195, VH mean -20.293 std 5.890.
+    let mean = Tensor::from_slice(&[-12.599f32, -20.293]).reshape([1, 2, 1, 1]);
+    let std = Tensor::from_slice(&[5.195f32, 5.890]).reshape([1, 2, 1, 1]);
+    let db = &standardized * &std + &mean;
+    assert!(s1.allclose(&db, 1e-5, 1e-4, false), "the S1GRD image is not the decoder's output in dB");
+    // The last DDIM step returns the clamped x0, so every value is within one std of the mean.
+    let vv = s1.select(1, 0);
+    assert!(vv.min().double_value(&[]) >= -12.599 - 5.195 - 1e-3 && vv.max().double_value(&[]) <= -12.599 + 5.195 + 1e-3);
+    // Chained: the same model (same targets, so the same random weights) generating S1GRD first,
+    // before LULC exists to condition it, gives other S1GRD tokens.
+    let alone = tmp.path().join("alone.safetensors");
+    let mut args = vec!["model", "generate", "--to", "S1GRD,LULC", "--steps", "1", "--temperature", "0", "--output"];
+    args.push(alone.to_str().expect("path"));
+    args.extend(common);
+    let out = terrastream(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!read(&alone)["tim_S1GRD_ids"].equal(&c["tim_S1GRD_ids"]), "S1GRD did not depend on the generated LULC");
+
+    // A modality without a tokenizer, and zero steps: clear errors, nothing written.
+    let nothing = tmp.path().join("nothing.safetensors");
+    for (to, steps, expect) in [("LULC,RGB", "10", "RGB"), ("S1GRD", "0", "steps")] {
+        let mut args = vec!["model", "generate", "--to", to, "--steps", steps, "--output"];
+        args.push(nothing.to_str().expect("path"));
+        args.extend(common);
+        let out = terrastream(&args);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expect), "{}", describe(&out));
+        assert!(!nothing.exists());
+    }
     // Real weights without the tokenizer: named.
     let weights = fixture.join("weights.safetensors").display().to_string();
     let mut args = vec!["model", "generate", "--checkpoint", &weights, "--output"];
