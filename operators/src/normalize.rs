@@ -46,6 +46,28 @@ impl BandStats {
     }
 }
 
+impl BandStats {
+    /// Standardized values `[B, bands, H, W]` (e.g. a generated image) back to physical units:
+    /// `x * std + mean` per band.
+    pub fn to_physical(&self, standardized: &tch::Tensor) -> Result<tch::Tensor> {
+        let bands = self.mean.len() as i64;
+        let size = standardized.size();
+        if size.len() != 4 || size[1] != bands {
+            return Err(Error::Column {
+                operator: "to_physical",
+                column: "image".into(),
+                reason: format!("shape {size:?} does not have the statistics' {bands} bands"),
+            });
+        }
+        let device = standardized.device();
+        let scale = || -> std::result::Result<tch::Tensor, tch::TchError> {
+            let per_band = |v: &[f32]| tch::Tensor::from_slice(v).f_reshape([1, bands, 1, 1])?.f_to_device(device);
+            standardized.f_mul(&per_band(&self.std)?)?.f_add(&per_band(&self.mean)?)
+        };
+        Ok(scale().map_err(terrastream_model::Error::from)?)
+    }
+}
+
 /// Standardizes one pixel column in place.
 #[derive(Debug, Clone)]
 pub struct Normalize {

@@ -8,7 +8,10 @@
 //!
 //! With [`TimOperatorConfig::lulc_map`], the LULC tokenizer's decoder also turns the generated
 //! LULC ids into a class map, added as the [`LULC_MAP`] column (UInt8 `[H, W]`, classes
-//! `0..10`, see `water::terramind::LULC_CLASS_NAMES`).
+//! `0..10`, see `water::terramind::LULC_CLASS_NAMES`). With [`TimOperatorConfig::image_maps`],
+//! the diffusion decoders of generated image modalities (a synthetic S1GRD where S1 is missing,
+//! a DEM, ...) add them as float32 `[C, H, W]` columns named after the modality in lower case
+//! (`s1grd`, `dem`, ...), in physical units.
 //!
 //! The model thread is the one [`Embed`](crate::Embed) uses: batches reach it through a
 //! bounded channel, so the async runtime never blocks on the forward pass.
@@ -19,12 +22,13 @@ use std::sync::Arc;
 use arrow_array::{FixedSizeListArray, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use terrastream_ingest::schema::{self, EMBEDDING};
-use terrastream_model::{Config, Modality, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts};
+use terrastream_model::{Config, Modality, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, UNetConfig};
 
 use crate::embed::{
     EmbedConfig, IN_FLIGHT, ModelThread, load_model, model_columns, model_inputs, tensor_shape, to_f32_vec,
     to_tensors,
 };
+use crate::normalize::BandStats;
 use crate::operator::{Operator, f32_list_array, map_batches_buffered, require_f32_list};
 use crate::{ChipStream, Error, Result};
 
@@ -33,14 +37,28 @@ pub const TIM_PREFIX: &str = "tim_";
 /// The decoded land-cover class-map column.
 pub const LULC_MAP: &str = "lulc";
 
-/// Where the LULC decoder's weights come from.
+/// Where a tokenizer decoder's weights come from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum LulcDecoder {
-    /// The official `TerraMind_Tokenizer_LULC.pt` (or safetensors with its keys).
+pub enum DecoderWeights {
+    /// The official `TerraMind_Tokenizer_<M>.pt` (or safetensors with its keys).
     Checkpoint(std::path::PathBuf),
-    /// A reduced decoder (the model's width, 2 blocks) with seeded random weights: the map is
-    /// noise, for tests only.
+    /// A reduced decoder (LULC: the model's width, 2 blocks; images: a 32-channel U-Net with one
+    /// block per level) with seeded random weights: the output is noise, for tests only.
     Random(u64),
+}
+
+/// A generated image modality to decode into a column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMap {
+    /// The modality: `S2L2A`, `S1GRD`, `S1RTC`, `DEM` or `NDVI`; it must be among the targets.
+    pub modality: String,
+    /// The diffusion decoder's weights.
+    pub weights: DecoderWeights,
+    /// DDIM steps (the reference's default is 50; each is one U-Net pass per chip).
+    pub steps: usize,
+    /// Seed of the start noise. A chip's image depends on it and on the chip's row within its
+    /// forward batch of [`EmbedConfig::batch_size`] chips.
+    pub seed: u64,
 }
 
 /// What the TiM operator runs and how.
@@ -61,7 +79,9 @@ pub struct TimOperatorConfig {
     pub embedding: bool,
     /// Also decode the generated LULC ids into the [`LULC_MAP`] class-map column (needs `LULC`
     /// among the targets).
-    pub lulc_map: Option<LulcDecoder>,
+    pub lulc_map: Option<DecoderWeights>,
+    /// Also decode these generated image modalities, one column each.
+    pub image_maps: Vec<ImageMap>,
 }
 
 impl TimOperatorConfig {
@@ -75,6 +95,7 @@ impl TimOperatorConfig {
             seed: 0,
             embedding: false,
             lulc_map: None,
+            image_maps: Vec::new(),
         }
     }
 }
@@ -94,6 +115,20 @@ pub struct Tim {
     /// The LULC decoder; behind a mutex because tensors may move between threads but not be
     /// shared (only the model thread uses it).
     lulc: Option<Arc<std::sync::Mutex<Tokenizer>>>,
+    /// The image decoders: column name, target index, decoder, steps, seed, band statistics.
+    images: Vec<ImageColumn>,
+}
+
+/// One decoded image column.
+#[derive(Debug, Clone)]
+struct ImageColumn {
+    name: String,
+    target: usize,
+    channels: usize,
+    tokenizer: Arc<std::sync::Mutex<Tokenizer>>,
+    steps: usize,
+    seed: u64,
+    stats: Option<BandStats>,
 }
 
 impl Tim {
@@ -144,14 +179,20 @@ impl Tim {
                 let device = config.model.device.device();
                 let lulc = TokenizerConfig::v1(Modality::LULC)?;
                 Some(Arc::new(std::sync::Mutex::new(match source {
-                    LulcDecoder::Checkpoint(path) => Tokenizer::load(&lulc, TokenizerParts::Decoder, path, device)?,
-                    LulcDecoder::Random(seed) => {
+                    DecoderWeights::Checkpoint(path) => Tokenizer::load(&lulc, TokenizerParts::Decoder, path, device)?,
+                    DecoderWeights::Random(seed) => {
                         tracing::warn!("tim.lulc_map: a LULC decoder with RANDOM weights, for testing only");
                         Tokenizer::random(&lulc.with_size(cfg.dim, 2, cfg.num_heads), TokenizerParts::Decoder, *seed, device)?
                     }
                 })))
             }
         };
+        let images = config
+            .image_maps
+            .iter()
+            .enumerate()
+            .map(|(i, map)| image_column(i, map, &targets, &cfg, config.model.device.device()))
+            .collect::<Result<Vec<_>>>()?;
         let worker = load_model(&config.model, &targets)?;
         let settings = TimConfig {
             targets: targets.clone(),
@@ -170,6 +211,7 @@ impl Tim {
             embedding: config.embedding,
             patch: cfg.patch_size as usize,
             lulc,
+            images,
         })
     }
 
@@ -231,6 +273,10 @@ impl Tim {
             let metadata = schema::tensor_field(LULC_MAP, &[h, w]).metadata().clone();
             added.push(Field::new(LULC_MAP, schema::fixed_list(DataType::UInt8, h * w), false).with_metadata(metadata));
         }
+        for image in &self.images {
+            let (h, w) = (gh * self.patch, gw * self.patch);
+            added.push(schema::tensor_field(&image.name, &[image.channels, h, w]));
+        }
         for field in added {
             if input.field_with_name(field.name()).is_ok() {
                 return Err(Error::Column {
@@ -249,6 +295,7 @@ impl Tim {
         let mut ids: Vec<Vec<i32>> = vec![Vec::new(); self.targets.len()];
         let mut embeddings = Vec::new();
         let mut maps: Vec<u8> = Vec::new();
+        let mut images: Vec<Vec<f32>> = vec![Vec::new(); self.images.len()];
         let lulc_at = self.targets.iter().position(|t| *t == Modality::LULC);
         let [gh, gw] = self.grid(&batch.schema())?;
         let mut start = 0;
@@ -258,7 +305,8 @@ impl Tim {
             let settings = self.settings.clone();
             let embedding = self.embedding;
             let decoder = self.lulc.clone().zip(lulc_at);
-            let (piece_ids, piece_embedding, piece_maps) = self
+            let image_decoders = self.images.clone();
+            let (piece_ids, piece_embedding, piece_maps, piece_images) = self
                 .worker
                 .call(move |model| {
                     let tensors = to_tensors(inputs, model.device());
@@ -281,10 +329,26 @@ impl Tim {
                         }
                         None => Vec::new(),
                     };
-                    Ok((ids, embedding, maps))
+                    let images = image_decoders
+                        .iter()
+                        .map(|image| {
+                            let grid = out.ids[image.target].1.f_reshape([-1, gh as i64, gw as i64]).map_err(terrastream_model::Error::from)?;
+                            let tokenizer = image.tokenizer.lock().map_err(|e| Error::Worker(e.to_string()))?;
+                            let standardized = tokenizer.decode_image(&grid, image.steps, image.seed)?;
+                            let physical = match &image.stats {
+                                Some(stats) => stats.to_physical(&standardized)?,
+                                None => standardized,
+                            };
+                            to_f32_vec(&physical)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((ids, embedding, maps, images))
                 })
                 .await?;
             maps.extend(piece_maps);
+            for (all, piece) in images.iter_mut().zip(piece_images) {
+                all.extend(piece);
+            }
             for (all, piece) in ids.iter_mut().zip(piece_ids) {
                 all.extend(piece);
             }
@@ -311,8 +375,51 @@ impl Tim {
             let values = Arc::new(arrow_array::UInt8Array::from(maps));
             columns.push(Arc::new(FixedSizeListArray::try_new(Arc::clone(item), *size, values, None)?));
         }
+        for (image, values) in self.images.iter().zip(images) {
+            let field = schema.field_with_name(&image.name)?;
+            let DataType::FixedSizeList(item, size) = field.data_type() else {
+                return Err(Error::Column { operator: self.name(), column: image.name.clone(), reason: "not a list".into() });
+            };
+            columns.push(Arc::new(f32_list_array(item, *size as usize, values)?));
+        }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
+}
+
+/// The decoder of `tim.image_maps[index]`, checked against the targets.
+fn image_column(index: usize, map: &ImageMap, targets: &[Modality], cfg: &Config, device: tch::Device) -> Result<ImageColumn> {
+    let key = format!("tim.image_maps[{index}]");
+    let option = |reason: String| Error::Option { key: key.clone(), reason };
+    let target = Modality::tim_target(&map.modality)?;
+    let at = targets
+        .iter()
+        .position(|t| *t == target)
+        .ok_or_else(|| option(format!("decodes generated {}: add it to tim.targets", map.modality)))?;
+    if target == Modality::LULC {
+        return Err(option("LULC is a class map: use tim.lulc_map".into()));
+    }
+    if !(1..=1000).contains(&map.steps) {
+        return Err(option(format!("steps {}: expected 1 to 1000", map.steps)));
+    }
+    let tok_cfg = TokenizerConfig::v1(target)?;
+    let name = tok_cfg.modality.name();
+    let tokenizer = match &map.weights {
+        DecoderWeights::Checkpoint(path) => Tokenizer::load(&tok_cfg, TokenizerParts::Decoder, path, device)?,
+        DecoderWeights::Random(seed) => {
+            tracing::warn!(modality = name, "{key}: a diffusion decoder with RANDOM weights, for testing only");
+            let small = UNetConfig { model_channels: 32, num_res_blocks: 1, ..UNetConfig::v1() };
+            Tokenizer::random(&tok_cfg.clone().with_size(cfg.dim, 2, cfg.num_heads).with_unet(small), TokenizerParts::Decoder, *seed, device)?
+        }
+    };
+    Ok(ImageColumn {
+        name: name.to_ascii_lowercase(),
+        target: at,
+        channels: tok_cfg.channels as usize,
+        tokenizer: Arc::new(std::sync::Mutex::new(tokenizer)),
+        steps: map.steps,
+        seed: map.seed,
+        stats: BandStats::terramind_v1(name),
+    })
 }
 
 /// An `arrow.fixed_shape_tensor` field of Int32 token ids with shape `[gh, gw]`.
@@ -433,6 +540,7 @@ mod tests {
             seed: 11,
             embedding,
             lulc_map: None,
+            image_maps: Vec::new(),
         }
     }
 
@@ -482,7 +590,7 @@ mod tests {
     #[test]
     fn lulc_map_is_the_decoded_tim_lulc() {
         let mut c = config(2, 0.0, true);
-        c.lulc_map = Some(LulcDecoder::Random(5));
+        c.lulc_map = Some(DecoderWeights::Random(5));
         let out = run(&Tim::new(&c).expect("tim"), batch());
         let field = out.schema().field_with_name(LULC_MAP).expect("lulc column").clone();
         assert_eq!(schema::tensor_shape(&field), Some(vec![32, 32]));
@@ -500,6 +608,40 @@ mod tests {
         c.targets = vec!["NDVI".into()];
         let err = Tim::new(&c).expect_err("no LULC target");
         assert!(err.to_string().contains("tim.lulc_map"), "{err}");
+    }
+
+    #[test]
+    fn image_maps_are_the_decoded_tim_images_in_physical_units() {
+        let mut c = config(2, 0.0, false);
+        c.targets = vec!["LULC".into(), "DEM".into()];
+        c.image_maps = vec![ImageMap { modality: "DEM".into(), weights: DecoderWeights::Random(4), steps: 2, seed: 9 }];
+        let out = run(&Tim::new(&c).expect("tim"), batch());
+        let field = out.schema().field_with_name("dem").expect("dem column").clone();
+        assert_eq!(schema::tensor_shape(&field), Some(vec![1, 32, 32]));
+        let (dem, _) = crate::operator::f32_list("test", &out, "dem").expect("f32 list");
+        let dem = dem.values().to_vec();
+        assert_eq!(dem.len(), ROWS * 32 * 32);
+        // The same decoder on the tim_DEM ids, rows in forward batches of 2, back to metres.
+        let list = out.column_by_name("tim_DEM").expect("ids").as_any().downcast_ref::<FixedSizeListArray>().expect("list");
+        let ids: Vec<i64> = list.values().as_any().downcast_ref::<Int32Array>().expect("i32").values().iter().map(|&i| i64::from(i)).collect();
+        let small = UNetConfig { model_channels: 32, num_res_blocks: 1, ..UNetConfig::v1() };
+        let cfg = TokenizerConfig::v1(Modality::DEM).expect("dem").with_size(192, 2, 3).with_unet(small);
+        let tok = Tokenizer::random(&cfg, TokenizerParts::Decoder, 4, tch::Device::Cpu).expect("decoder");
+        let ids = tch::Tensor::from_slice(&ids).reshape([ROWS as i64, 2, 2]);
+        let first = tok.decode_image(&ids.narrow(0, 0, 2), 2, 9).expect("decode");
+        let last = tok.decode_image(&ids.narrow(0, 2, 1), 2, 9).expect("decode");
+        let metres = tch::Tensor::cat(&[first, last], 0) * 951.272 + 670.665;
+        let expect = Vec::<f32>::try_from(&metres.view([-1])).expect("f32");
+        let worst = dem.iter().zip(&expect).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-2, "max |diff| {worst} m");
+        // Within one std of the mean: the last step returns the clamped prediction.
+        assert!(dem.iter().all(|v| (670.665 - 951.3..=670.665 + 951.3).contains(v)));
+        // Named errors: a modality not generated, LULC, zero steps.
+        for (modality, steps, expect) in [("S1GRD", 2, "add it to tim.targets"), ("LULC", 2, "tim.lulc_map"), ("DEM", 0, "steps 0")] {
+            c.image_maps = vec![ImageMap { modality: modality.into(), weights: DecoderWeights::Random(4), steps, seed: 9 }];
+            let err = Tim::new(&c).expect_err("bad image map");
+            assert!(err.to_string().contains("tim.image_maps[0]") && err.to_string().contains(expect), "{err}");
+        }
     }
 
     #[test]

@@ -254,16 +254,10 @@ pub fn generate(args: &GenerateArgs) -> Result<Vec<String>> {
 /// TerraMind v1 statistics: S2 reflectance x 10000, S1 backscatter in dB, DEM metres. NDVI has
 /// no statistics and is returned as generated.
 fn destandardize(modality: &str, image: Tensor) -> Result<Tensor> {
-    let Some(stats) = BandStats::terramind_v1(modality) else {
-        return Ok(image);
-    };
-    let bands = stats.mean.len() as i64;
-    if image.size().get(1) != Some(&bands) {
-        bail!("generated {modality} has {:?} channels, its statistics {bands}", image.size());
-    }
-    let mean = Tensor::from_slice(&stats.mean).f_reshape([1, bands, 1, 1])?;
-    let std = Tensor::from_slice(&stats.std).f_reshape([1, bands, 1, 1])?;
-    Ok(image.f_mul(&std)?.f_add(&mean)?)
+    Ok(match BandStats::terramind_v1(modality) {
+        Some(stats) => stats.to_physical(&image)?,
+        None => image,
+    })
 }
 
 fn write(path: &Path, outputs: &[(String, Tensor)]) -> Result<()> {

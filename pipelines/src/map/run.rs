@@ -18,7 +18,7 @@ use serde::Serialize;
 use terrastream_ingest::bands::{self, ModalityBands};
 use terrastream_ingest::scene::error_chain;
 use terrastream_ingest::{ChipLedger, LedgerSnapshot, ScenePair};
-use terrastream_operators::tim::LulcDecoder;
+use terrastream_operators::tim::DecoderWeights;
 use terrastream_operators::{BandStats, ChipStream, Embed, Normalize, Operator, QualityFilter, Tim, TimOperatorConfig};
 use terrastream_sinks::{GeoParquetConfig, SinkReport};
 use tracing::{info, warn};
@@ -196,8 +196,8 @@ impl ModelStage {
         let targets: Vec<&str> = cfg.model.tim.iter().map(String::as_str).collect();
         // The masks are decoded from the generated land cover on the model thread.
         let lulc_map = (!cfg.output.masks.is_empty()).then(|| match &cfg.model.lulc_tokenizer {
-            Some(path) => LulcDecoder::Checkpoint(path.clone()),
-            None => LulcDecoder::Random(cfg.model.seed),
+            Some(path) => DecoderWeights::Checkpoint(path.clone()),
+            None => DecoderWeights::Random(cfg.model.seed),
         });
         let tim = TimOperatorConfig {
             seed: cfg.model.seed,
