@@ -1,4 +1,5 @@
-//! Forward-pass throughput of our TerraMind (tch, CPU, float32): the per-chip embedding the
+//! Forward-pass throughput of our TerraMind (tch, CPU, float32 unless `--precision bf16|f16`):
+//! the per-chip embedding the
 //! pipeline stores (`embed_pooled`: encoder, mean over modalities and tokens) on random weights
 //! and random standardized inputs. One configuration per process, so the reported peak RSS is
 //! that configuration's.
@@ -15,7 +16,7 @@
 use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
-use terrastream_model::{Config, Modality, TerraMind};
+use terrastream_model::{Config, Modality, Precision, TerraMind};
 
 struct Args {
     variant: String,
@@ -25,6 +26,7 @@ struct Args {
     size: i64,
     warmup: usize,
     reps: usize,
+    precision: Precision,
 }
 
 fn parse() -> Result<Args, String> {
@@ -36,6 +38,7 @@ fn parse() -> Result<Args, String> {
         size: 224,
         warmup: 1,
         reps: 5,
+        precision: Precision::F32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +52,10 @@ fn parse() -> Result<Args, String> {
             "--size" => a.size = num(value()?)?,
             "--warmup" => a.warmup = num(value()?)? as usize,
             "--reps" => a.reps = num(value()?)?.max(1) as usize,
+            "--precision" => {
+                let v = value()?;
+                a.precision = Precision::from_name(&v).ok_or(format!("--precision {v}: f32, bf16 or f16"))?;
+            }
             // `cargo bench` passes `--bench`; ignore flags of the default harness.
             _ => {}
         }
@@ -78,7 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|m| Modality::from_name(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let model = TerraMind::random(&cfg, &modalities, 0, Device::Cpu)?;
+    let model = TerraMind::random(&cfg, &modalities, 0, Device::Cpu)?.with_precision(a.precision);
     let inputs: Vec<(Modality, Tensor)> = modalities
         .iter()
         .map(|&m| {
@@ -99,11 +106,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     println!(
-        "ours variant={} modalities={} batch={} threads={} median_s={:.4} images_per_s={:.3} max_rss_mb={:.0}",
+        "ours variant={} modalities={} batch={} threads={} precision={:?} median_s={:.4} images_per_s={:.3} max_rss_mb={:.0}",
         a.variant,
         a.modalities.join(","),
         a.batch,
         a.threads,
+        a.precision,
         median,
         a.batch as f64 / median,
         max_rss_mb()

@@ -4,9 +4,10 @@ use tch::{Device, Kind};
 
 /// Numeric precision of the weights and activations.
 ///
-/// `F32` is the reference precision (parity tests). `Bf16` and `F16` halve memory and are meant
-/// for CUDA; on the CPU they work but are usually slower than `F32`. Outputs are always
-/// returned as float32.
+/// `F32` is the reference precision (parity tests). `Bf16` and `F16` halve memory. `Bf16` is
+/// fast on CUDA and on CPUs with AMX or AVX512-BF16 (base, batch 1, 2 threads on such a CPU:
+/// 23 images/s against 6.8 in float32); on other CPUs it is usually slower than `F32`. Outputs
+/// are always returned as float32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// float32.

@@ -13,7 +13,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use tch::{Device, Tensor};
 use terrastream_ingest::schema::{self, EMBEDDING};
-use terrastream_model::{Config, Modality, TerraMind};
+use terrastream_model::{Config, Modality, Precision, TerraMind};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -75,6 +75,9 @@ pub struct EmbedConfig {
     pub device: DeviceChoice,
     /// Pixel columns fed to the model, each named after its modality (`S2L2A`, ...).
     pub columns: Vec<String>,
+    /// Weights and activations: float32 (the reference precision), bfloat16 or float16.
+    /// bfloat16 is for GPUs and for CPUs with AMX or AVX512-BF16, where it is about 3x faster.
+    pub precision: Precision,
 }
 
 /// Adds an [`EMBEDDING`] column: one vector per chip.
@@ -182,10 +185,14 @@ pub(crate) fn load_model(config: &EmbedConfig, tim: &[Modality]) -> Result<Model
     let device = config.device.device();
     let checkpoint = config.checkpoint.clone();
     let seed = config.seed;
+    let precision = config.precision;
     let tim = tim.to_vec();
-    let worker = ModelThread::spawn(move || match &checkpoint {
-        Some(path) => TerraMind::load_with_tim(&cfg, &modalities, &tim, path, device),
-        None => TerraMind::random_with_tim(&cfg, &modalities, &tim, seed, device),
+    let worker = ModelThread::spawn(move || {
+        match &checkpoint {
+            Some(path) => TerraMind::load_with_tim(&cfg, &modalities, &tim, path, device),
+            None => TerraMind::random_with_tim(&cfg, &modalities, &tim, seed, device),
+        }
+        .map(|model| model.with_precision(precision))
     })?;
     let variant = &config.variant;
     match &config.checkpoint {

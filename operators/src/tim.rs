@@ -533,6 +533,7 @@ mod tests {
                 batch_size,
                 device: DeviceChoice::Cpu,
                 columns: vec!["S2L2A".into(), "S1GRD".into()],
+                precision: terrastream_model::Precision::F32,
             },
             targets: vec!["LULC".into()],
             temperature,
@@ -641,6 +642,26 @@ mod tests {
             c.image_maps = vec![ImageMap { modality: modality.into(), weights: DecoderWeights::Random(4), steps, seed: 9 }];
             let err = Tim::new(&c).expect_err("bad image map");
             assert!(err.to_string().contains("tim.image_maps[0]") && err.to_string().contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn bf16_embeddings_point_the_same_way_as_float32() {
+        let embeddings = |precision| {
+            let mut c = config(3, 0.0, true);
+            c.model.precision = precision;
+            let out = run(&Tim::new(&c).expect("tim"), batch());
+            let (values, _) = crate::operator::f32_list("test", &out, EMBEDDING).expect("embedding");
+            values.values().to_vec()
+        };
+        let (a, b) = (embeddings(terrastream_model::Precision::F32), embeddings(terrastream_model::Precision::Bf16));
+        assert_eq!(a.len(), b.len());
+        assert_ne!(a, b, "bf16 ran in float32");
+        for (x, y) in a.chunks(192).zip(b.chunks(192)) {
+            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            let norm = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+            let cosine = dot / (norm(x) * norm(y));
+            assert!(cosine > 0.98, "cosine {cosine}");
         }
     }
 

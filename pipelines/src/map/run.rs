@@ -234,7 +234,7 @@ impl ModelStage {
 
 /// The settings a unit's output depends on (not batch size, device or concurrency).
 fn settings(cfg: &MapConfig) -> String {
-    serde_json::json!({
+    let mut settings = serde_json::json!({
         "modality": cfg.source.modality,
         "cloud_mask": cfg.source.cloud_mask,
         "chip_size": cfg.grid.chip_size,
@@ -260,8 +260,15 @@ fn settings(cfg: &MapConfig) -> String {
             "max_days": s1.max_days,
             "required": s1.required,
         })),
-    })
-    .to_string()
+    });
+    // Only a precision other than float32 enters the fingerprint, so that units mapped before
+    // the setting existed stay done.
+    if let Ok(p) = cfg.precision()
+        && p != terrastream_model::Precision::F32
+    {
+        settings["precision"] = serde_json::Value::String(format!("{p:?}"));
+    }
+    settings.to_string()
 }
 
 /// The modality the config reads.
@@ -562,4 +569,20 @@ async fn map_scenes(stages: &Stages, unit: &WorkUnit, ledger: Arc<ChipLedger>) -
         files.extend(collection);
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_precision_other_than_float32_enters_the_fingerprint() {
+        let f32: MapConfig = toml::from_str("[source]\nitems=['a.json']\n[output]\ndir='out'\n").expect("config");
+        let mut bf16 = f32.clone();
+        bf16.model.precision = "bfloat16".into();
+        let (a, b) = (settings(&f32), settings(&bf16));
+        assert!(!a.contains("precision"), "{a}");
+        assert!(b.contains(r#""precision":"Bf16""#), "{b}");
+        assert_eq!(bf16.embed_config("S2L2A").expect("embed config").precision, terrastream_model::Precision::Bf16);
+    }
 }
