@@ -14,7 +14,8 @@
 #      --regen to redo it). For base, batch 1, layers 0,11 on 2 cores: about 5 min and 8.6 GB
 #      peak RSS (the script runs several reference models and checks); the weights file is
 #      0.85 GB.
-#   3. Builds `terrastream` (cargo build -p terrastream) and runs
+#   3. Builds `terrastream` (cargo build -p terrastream; skipped when TERRASTREAM_BIN names a
+#      built binary) and runs
 #      `terrastream model embed --checkpoint OUT/weights.safetensors --input OUT/inputs.safetensors
 #      --tim T --temperature 0 --device cpu` on the same inputs (base: about 15 s, 2.6 GB).
 #   4. Prints, per reference tensor, the max |ours - reference| (floats) or the number of
@@ -85,10 +86,15 @@ else
   log "reusing the reference outputs in $out (--regen to redo)"
 fi
 
-log "building terrastream"
-(cd "$root" && cargo build -q -p terrastream)
-# CARGO_TARGET_DIR is honoured, as cargo does.
-bin="${CARGO_TARGET_DIR:-$root/target}/debug/terrastream"
+# TERRASTREAM_BIN names an already built binary (e.g. the one `cargo test --workspace` built);
+# otherwise it is built here, into CARGO_TARGET_DIR when that is set, as cargo does.
+if [ -n "${TERRASTREAM_BIN:-}" ]; then
+  bin=$TERRASTREAM_BIN
+else
+  log "building terrastream"
+  (cd "$root" && cargo build -q -p terrastream)
+  bin="${CARGO_TARGET_DIR:-$root/target}/debug/terrastream"
+fi
 ours="$out/ours.safetensors"
 tim_args=()
 [ -n "$tim" ] && tim_args=(--tim "$tim" --temperature 0)
