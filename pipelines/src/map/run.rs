@@ -248,7 +248,8 @@ fn settings(cfg: &MapConfig) -> String {
         "tim": cfg.model.tim,
         "masks": cfg.output.masks,
         "mask_compression": format!("{:?}", cfg.output.mask_compression),
-        "lulc_tokenizer": cfg.model.lulc_tokenizer,
+        // The LULC decoder only shapes the masks: without masks it changes no output.
+        "lulc_tokenizer": if cfg.output.masks.is_empty() { None } else { cfg.model.lulc_tokenizer.as_ref() },
         "selection": cfg.run.selection,
         "embedding_encoding": format!("{:?}", cfg.output.embedding_encoding),
         "geometry_encoding": format!("{:?}", cfg.output.geometry_encoding),
@@ -584,5 +585,18 @@ mod tests {
         assert!(!a.contains("precision"), "{a}");
         assert!(b.contains(r#""precision":"Bf16""#), "{b}");
         assert_eq!(bf16.embed_config("S2L2A").expect("embed config").precision, terrastream_model::Precision::Bf16);
+    }
+
+    #[test]
+    fn the_lulc_tokenizer_enters_the_fingerprint_only_with_masks() {
+        let plain: MapConfig = toml::from_str("[source]\nitems=['a.json']\n[model]\ntim=['LULC']\n[output]\ndir='out'\n").expect("config");
+        let mut tokenizer = plain.clone();
+        tokenizer.model.lulc_tokenizer = Some("TerraMind_Tokenizer_LULC.pt".into());
+        assert_eq!(settings(&plain), settings(&tokenizer), "no masks: the decoder changes nothing");
+        let (mut plain_masks, mut tokenizer_masks) = (plain, tokenizer);
+        plain_masks.output.masks = vec![super::super::masks::MaskHead::Lulc];
+        tokenizer_masks.output.masks = vec![super::super::masks::MaskHead::Lulc];
+        assert_ne!(settings(&plain_masks), settings(&tokenizer_masks));
+        assert!(settings(&tokenizer_masks).contains("TerraMind_Tokenizer_LULC.pt"));
     }
 }
