@@ -10,6 +10,7 @@
 
 use tch::{Kind, Tensor, nn};
 
+use crate::layers::Linear;
 use crate::{Error, Result};
 
 /// Hyper-parameters of the patched U-Net (terratorch `unet_patched`).
@@ -132,26 +133,6 @@ impl GroupNorm {
     }
 }
 
-/// `nn.Linear` with bias.
-#[derive(Debug)]
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn new(p: &nn::Path, cin: i64, cout: i64) -> Result<Self> {
-        Ok(Linear {
-            weight: p.f_zeros_no_train("weight", &[cout, cin])?,
-            bias: p.f_zeros_no_train("bias", &[cout])?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear(&self.weight, Some(&self.bias))?)
-    }
-}
-
 /// A residual block conditioned on the timestep embedding (no scale-shift norm, no up/down):
 /// `skip(x) + conv(SiLU(GN(conv(SiLU(GN(x))) + W·SiLU(emb))))`.
 #[derive(Debug)]
@@ -169,7 +150,7 @@ impl ResBlock {
         Ok(ResBlock {
             in_norm: GroupNorm::new(&(p / "in_layers" / "0"), cin)?,
             in_conv: Conv::new2d(&(p / "in_layers" / "2"), cin, cout, 3, 1)?,
-            emb: Linear::new(&(p / "emb_layers" / "1"), emb_dim, cout)?,
+            emb: Linear::new(&(p / "emb_layers" / "1"), emb_dim, cout, true)?,
             out_norm: GroupNorm::new(&(p / "out_layers" / "0"), cout)?,
             out_conv: Conv::new2d(&(p / "out_layers" / "3"), cout, cout, 3, 1)?,
             skip: (cin != cout)
@@ -349,8 +330,8 @@ impl PatchedUNet {
             cfg: cfg.clone(),
             channels,
             time_embed: (
-                Linear::new(&(p / "time_embed" / "0"), mc, emb_dim)?,
-                Linear::new(&(p / "time_embed" / "2"), emb_dim, emb_dim)?,
+                Linear::new(&(p / "time_embed" / "0"), mc, emb_dim, true)?,
+                Linear::new(&(p / "time_embed" / "2"), emb_dim, emb_dim, true)?,
             ),
             input_blocks,
             middle_block,
