@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrow_array::{FixedSizeListArray, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use terrastream_ingest::schema::{self, EMBEDDING};
-use terrastream_model::{Config, Modality, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, UNetConfig};
+use terrastream_model::{Config, Modality, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts};
 
 use crate::embed::{
     EmbedConfig, IN_FLIGHT, ModelThread, load_model, model_columns, model_inputs, tensor_shape, to_f32_vec,
@@ -45,6 +45,21 @@ pub enum DecoderWeights {
     /// A reduced decoder (LULC: the model's width, 2 blocks; images: a 32-channel U-Net with one
     /// block per level) with seeded random weights: the output is noise, for tests only.
     Random(u64),
+}
+
+impl DecoderWeights {
+    /// The decoder of `modality`: the official one, or the reduced random one at the width of
+    /// `model` (warning under the setting `key`).
+    fn tokenizer(&self, modality: Modality, model: &Config, device: tch::Device, key: &str) -> Result<Tokenizer> {
+        let cfg = TokenizerConfig::v1(modality)?;
+        Ok(match self {
+            DecoderWeights::Checkpoint(path) => Tokenizer::load(&cfg, TokenizerParts::Decoder, path, device)?,
+            DecoderWeights::Random(seed) => {
+                tracing::warn!(modality = cfg.modality.name(), "{key}: a decoder with RANDOM weights, for testing only");
+                Tokenizer::random(&cfg.reduced(model.dim, model.num_heads), TokenizerParts::Decoder, *seed, device)?
+            }
+        })
+    }
 }
 
 /// A generated image modality to decode into a column.
@@ -175,16 +190,9 @@ impl Tim {
                     reason: "decodes generated LULC: add LULC to tim.targets".into(),
                 });
             }
-            Some(source) => {
-                let device = config.model.device.device();
-                let lulc = TokenizerConfig::v1(Modality::LULC)?;
-                Some(Arc::new(std::sync::Mutex::new(match source {
-                    DecoderWeights::Checkpoint(path) => Tokenizer::load(&lulc, TokenizerParts::Decoder, path, device)?,
-                    DecoderWeights::Random(seed) => {
-                        tracing::warn!("tim.lulc_map: a LULC decoder with RANDOM weights, for testing only");
-                        Tokenizer::random(&lulc.with_size(cfg.dim, 2, cfg.num_heads), TokenizerParts::Decoder, *seed, device)?
-                    }
-                })))
+            Some(weights) => {
+                let tokenizer = weights.tokenizer(Modality::LULC, &cfg, config.model.device.device(), "tim.lulc_map")?;
+                Some(Arc::new(std::sync::Mutex::new(tokenizer)))
             }
         };
         let images = config
@@ -401,20 +409,12 @@ fn image_column(index: usize, map: &ImageMap, targets: &[Modality], cfg: &Config
     if !(1..=1000).contains(&map.steps) {
         return Err(option(format!("steps {}: expected 1 to 1000", map.steps)));
     }
-    let tok_cfg = TokenizerConfig::v1(target)?;
-    let name = tok_cfg.modality.name();
-    let tokenizer = match &map.weights {
-        DecoderWeights::Checkpoint(path) => Tokenizer::load(&tok_cfg, TokenizerParts::Decoder, path, device)?,
-        DecoderWeights::Random(seed) => {
-            tracing::warn!(modality = name, "{key}: a diffusion decoder with RANDOM weights, for testing only");
-            let small = UNetConfig { model_channels: 32, num_res_blocks: 1, ..UNetConfig::v1() };
-            Tokenizer::random(&tok_cfg.clone().with_size(cfg.dim, 2, cfg.num_heads).with_unet(small), TokenizerParts::Decoder, *seed, device)?
-        }
-    };
+    let tokenizer = map.weights.tokenizer(target, cfg, device, &key)?;
+    let (name, channels) = (tokenizer.config().modality.name(), tokenizer.config().channels as usize);
     Ok(ImageColumn {
         name: name.to_ascii_lowercase(),
         target: at,
-        channels: tok_cfg.channels as usize,
+        channels,
         tokenizer: Arc::new(std::sync::Mutex::new(tokenizer)),
         steps: map.steps,
         seed: map.seed,
@@ -625,7 +625,7 @@ mod tests {
         // The same decoder on the tim_DEM ids, rows in forward batches of 2, back to metres.
         let list = out.column_by_name("tim_DEM").expect("ids").as_any().downcast_ref::<FixedSizeListArray>().expect("list");
         let ids: Vec<i64> = list.values().as_any().downcast_ref::<Int32Array>().expect("i32").values().iter().map(|&i| i64::from(i)).collect();
-        let small = UNetConfig { model_channels: 32, num_res_blocks: 1, ..UNetConfig::v1() };
+        let small = terrastream_model::UNetConfig { model_channels: 32, num_res_blocks: 1, ..terrastream_model::UNetConfig::v1() };
         let cfg = TokenizerConfig::v1(Modality::DEM).expect("dem").with_size(192, 2, 3).with_unet(small);
         let tok = Tokenizer::random(&cfg, TokenizerParts::Decoder, 4, tch::Device::Cpu).expect("decoder");
         let ids = tch::Tensor::from_slice(&ids).reshape([ROWS as i64, 2, 2]);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use tch::{Device, Tensor};
 use terrastream_model::{
-    Config, Modality, TerraMind, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, UNetConfig, read_tensors,
+    Config, Modality, TerraMind, TimConfig, Tokenizer, TokenizerConfig, TokenizerParts, read_tensors,
 };
 use terrastream_operators::BandStats;
 use tracing::warn;
@@ -201,13 +201,7 @@ fn target_tokenizer(args: &GenerateArgs, target: Modality, dim: i64, heads: i64,
         ),
         (None, None) => {
             warn!(modality = name, "no --tokenizers: a reduced decoder with RANDOM weights, for testing only");
-            let small = UNetConfig {
-                model_channels: 32,
-                num_res_blocks: 1,
-                ..UNetConfig::v1()
-            };
-            let cfg = cfg.with_size(dim, 2, heads).with_unet(small);
-            Ok(Tokenizer::random(&cfg, TokenizerParts::Decoder, args.model.seed, device)?)
+            Ok(Tokenizer::random(&cfg.reduced(dim, heads), TokenizerParts::Decoder, args.model.seed, device)?)
         }
     }
 }

@@ -120,6 +120,18 @@ impl TokenizerConfig {
         self
     }
 
+    /// The reduced decoder used where no official weights are given (random weights, tests
+    /// only): width `dim`, 2 blocks of `num_heads` heads, and for the image modalities a
+    /// 32-channel U-Net with one residual block per level.
+    pub fn reduced(self, dim: i64, num_heads: i64) -> Self {
+        let unet = UNetConfig {
+            model_channels: 32,
+            num_res_blocks: 1,
+            ..UNetConfig::v1()
+        };
+        self.with_size(dim, 2, num_heads).with_unet(unet)
+    }
+
     /// The token modality the ids belong to (`TokS2L2A` for S2L2A, `LULC` for LULC, …).
     pub fn token_modality(&self) -> Modality {
         match self.modality {
@@ -403,7 +415,7 @@ impl Tokenizer {
         if noise.size() != want || !noise.is_floating_point() {
             return Err(input_err(&self.cfg, &format!("start noise of shape {want:?}"), noise));
         }
-        let granule = self.cfg.diffusion.as_ref().map_or(p, UNetConfig::granule);
+        let granule = unet.granule();
         if (h * p) % granule != 0 || (w * p) % granule != 0 {
             return Err(input_err(
                 &self.cfg,

@@ -343,6 +343,11 @@ impl PatchedUNet {
         })
     }
 
+    /// Pixels per side an image must be a multiple of ([`UNetConfig::granule`]).
+    pub(crate) fn granule(&self) -> i64 {
+        self.cfg.granule()
+    }
+
     /// The predicted clean image `[B, C, H, W]` for the noisy `x` `[B, C, H, W]` at diffusion
     /// step `t` (0..1000), conditioned on codes `[B, L, h, w]`.
     pub(crate) fn forward(&self, x: &Tensor, t: i64, codes: &Tensor) -> Result<Tensor> {

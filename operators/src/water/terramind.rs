@@ -184,7 +184,7 @@ impl TerraMindWater {
                 (None, _, true) => {
                     tracing::warn!("terramind water with RANDOM weights: the map is noise (for tests only)");
                     // A reduced random decoder: its output is noise at any size.
-                    let small = lulc.with_size(variant.dim, 2, variant.num_heads);
+                    let small = lulc.reduced(variant.dim, variant.num_heads);
                     (
                         TerraMind::random_with_tim(&variant, &cfg.modalities, &[Modality::LULC], 7, device)
                             .map_err(model_err("random TerraMind"))?,
