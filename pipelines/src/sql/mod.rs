@@ -8,6 +8,7 @@
 //! | [`nearest`] | the table function `nearest(table, query, k)` (a vector or a chip id `'<scene_id>/<row>/<col>'`) |
 //! | [`spatial`] | `ST_*` functions on WKB footprints |
 //! | [`bbox`] | filters on `bbox.xmin`.. skip row groups by the covering column's statistics |
+//! | [`late`] | embeddings read after the filters, only for the rows that pass, straight from their pages |
 //! | [`format`] | `--format table|csv|json|parquet` |
 //! | [`shell`] | the interactive shell with history |
 //!
@@ -18,6 +19,7 @@
 pub mod bbox;
 pub mod error;
 pub mod format;
+pub mod late;
 pub mod nearest;
 pub mod shell;
 pub mod spatial;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use error::{Error, Result};
@@ -55,8 +58,14 @@ pub struct SqlArgs {
 }
 
 /// A session with the vector, spatial and `nearest` functions, running on `threads`
-/// partitions (all CPUs when `None`).
+/// partitions (all CPUs when `None`). Embedding columns are read late ([`late`]) unless
+/// `TERRASTREAM_SQL_LATE_LISTS=off`.
 pub fn session(threads: Option<usize>) -> SessionContext {
+    session_with(threads, std::env::var("TERRASTREAM_SQL_LATE_LISTS").map_or(true, |v| v != "off"))
+}
+
+/// [`session`], with late reading of embedding columns on or off.
+pub fn session_with(threads: Option<usize>, late_lists: bool) -> SessionContext {
     // DataFusion's own settings from the environment (`DATAFUSION_EXECUTION_BATCH_SIZE`, ...),
     // for tuning without a rebuild.
     let config = SessionConfig::from_env().unwrap_or_else(|e| {
@@ -77,7 +86,11 @@ pub fn session(threads: Option<usize>) -> SessionContext {
     if let Some(n) = threads {
         config = config.with_target_partitions(n.max(1));
     }
-    let ctx = SessionContext::new_with_config(config);
+    let mut state = SessionStateBuilder::new().with_config(config).with_default_features();
+    if late_lists {
+        state = state.with_physical_optimizer_rule(Arc::new(late::LateLists));
+    }
+    let ctx = SessionContext::new_with_state(state.build());
     for f in vector::functions() {
         ctx.register_udf(f);
     }

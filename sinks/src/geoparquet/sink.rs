@@ -159,7 +159,7 @@ impl GeoParquetSink {
         let stem = safe_file_stem(self.cfg.work_unit.as_deref().unwrap_or(scene));
         let target = self.out_dir().join(partition).join(format!("{stem}.parquet"));
         let (pending, file) = PendingFile::create(&target)?;
-        let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(self.props.clone()))
+        let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props_for(&self.props, schema)))
             .map_err(|source| Error::Parquet { path: target.clone(), source })?;
         debug!(scene, path = %target.display(), "writing");
         Ok(OpenFile {
@@ -408,6 +408,22 @@ fn commit(f: OpenFile, schema: &SchemaRef, props: WriterProperties, ctx: &Commit
     Ok((path, item))
 }
 
+/// `props` for files of `schema`: float embeddings without dictionaries. Their values rarely
+/// repeat, so a dictionary only fills up and falls back to PLAIN a page later, and PLAIN pages
+/// are what `terrastream sql` reads embeddings from directly (`sql::late`).
+fn props_for(props: &WriterProperties, schema: &SchemaRef) -> WriterProperties {
+    let mut builder = props.clone().into_builder();
+    for field in schema.fields() {
+        if let DataType::FixedSizeList(item, _) = field.data_type()
+            && matches!(item.data_type(), DataType::Float32 | DataType::Float64)
+        {
+            let path = vec![field.name().clone(), "list".to_string(), item.name().clone()];
+            builder = builder.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::new(path), false);
+        }
+    }
+    builder.build()
+}
+
 /// Reads the finished temporary file `tmp` back, sorts its rows and rewrites `file` (the same
 /// file) with them; returns the writer, footer not yet written.
 fn resort(
@@ -424,7 +440,7 @@ fn resort(
     let all = RecordBatch::try_new(Arc::clone(schema), all.columns().to_vec())?;
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props))?;
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props_for(&props, schema)))?;
     writer.write(&all)?;
     Ok(writer)
 }

@@ -76,6 +76,11 @@ fn top_k_cosine_runs_as_top_k_and_matches_duckdb() {
         plan.contains("SortExec: TopK(fetch=7)"),
         "no top-k in the plan:\n{plan}"
     );
+    // The sink's files keep embeddings in PLAIN pages, which the scan reads after the rest.
+    assert!(
+        plan.contains("LateListExec: late=[embedding]"),
+        "embeddings not read late:\n{plan}"
+    );
     let ours = sql_json(&query);
     let theirs = duckdb(&format!(
         "SELECT scene_id, chip_row, chip_col, array_cosine_similarity(embedding::FLOAT[{d}], {q}::FLOAT[{d}]) AS s FROM e \
