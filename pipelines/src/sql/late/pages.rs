@@ -162,8 +162,18 @@ pub struct PageCursor {
     leaf: ListLeaf,
     /// The file row of each row group's first row, then the file's row count.
     starts: Vec<u64>,
-    loaded: Option<LoadedPage>,
+    /// The pages of the last read, in order.
+    loaded: Vec<LoadedPage>,
+    /// The page in `loaded` that answered last.
+    current: usize,
+    /// `(row group, page)` just after the last read: asking for it next means the scan walks
+    /// the pages in order, and the next read takes several.
+    next: Option<(usize, usize)>,
 }
+
+/// At most this many bytes of consecutive pages per read once a scan walks a column in order:
+/// a few requests per row group on object stores rather than one per page.
+const READ_AHEAD: u64 = 4 << 20;
 
 impl PageCursor {
     /// A cursor over `leaf` of the file at `location` described by `meta`.
@@ -181,7 +191,9 @@ impl PageCursor {
             meta,
             leaf,
             starts,
-            loaded: None,
+            loaded: Vec::new(),
+            current: 0,
+            next: None,
         }
     }
 
@@ -197,12 +209,15 @@ impl PageCursor {
         let mut count = 0usize;
         for row in rows {
             let row = u64::try_from(row).map_err(|_| self.error(format!("row number {row}")))?;
-            if !self.loaded.as_ref().is_some_and(|p| p.rows.contains(&row)) {
-                self.load(row).await?;
+            if !self.loaded.get(self.current).is_some_and(|p| p.rows.contains(&row)) {
+                match self.loaded.iter().position(|p| p.rows.contains(&row)) {
+                    Some(i) => self.current = i,
+                    None => self.load(row).await?,
+                }
             }
             let page = self
                 .loaded
-                .as_ref()
+                .get(self.current)
                 .ok_or_else(|| self.error(format!("row {row} not loaded")))?;
             let at = (row - page.rows.start) as usize * row_bytes;
             out.extend_from_slice(&page.values[at..at + row_bytes]);
@@ -248,15 +263,21 @@ impl PageCursor {
         let page = locations
             .partition_point(|l| l.first_row_index as u64 <= in_rg)
             .saturating_sub(1);
-        let first = locations[page].first_row_index as u64;
-        let end = locations.get(page + 1).map_or(rg_rows, |l| l.first_row_index as u64);
-        let loc = &locations[page];
-        let range = loc.offset as u64..loc.offset as u64 + loc.compressed_page_size.max(0) as u64;
+        let size = |p: usize| locations[p].compressed_page_size.max(0) as u64;
+        let start = locations[page].offset as u64;
+        let mut last = page;
+        if self.next == Some((rg, page)) {
+            while last + 1 < locations.len() && locations[last + 1].offset as u64 + size(last + 1) - start <= READ_AHEAD
+            {
+                last += 1;
+            }
+        }
+        let range = start..locations[last].offset as u64 + size(last);
         let bytes = self
             .store
             .get_range(&self.location, range.clone())
             .await
-            .map_err(|e| self.error(format!("row group {rg} page {page}: bytes {range:?}: {e}")))?;
+            .map_err(|e| self.error(format!("row group {rg} pages {page}..={last}: bytes {range:?}: {e}")))?;
         let chunk = PageBytes {
             start: range.start,
             bytes,
@@ -267,8 +288,30 @@ impl PageCursor {
         for _ in 0..page {
             reader.skip_next_page()?;
         }
-        let at = |what: String| self.error(format!("row group {rg} page {page}: {what}"));
-        let (buf, num_values, encoding, levels) = match reader.get_next_page()? {
+        let mut loaded = Vec::with_capacity(last - page + 1);
+        for p in page..=last {
+            let first = locations[p].first_row_index as u64;
+            let end = locations.get(p + 1).map_or(rg_rows, |l| l.first_row_index as u64);
+            let values = self.decode(reader.get_next_page()?, rg, p, end - first)?;
+            loaded.push(LoadedPage {
+                rows: rg_start + first..rg_start + end,
+                values,
+            });
+        }
+        self.loaded = loaded;
+        self.current = 0;
+        self.next = Some(if last + 1 < locations.len() {
+            (rg, last + 1)
+        } else {
+            (rg + 1, 0)
+        });
+        Ok(())
+    }
+
+    /// The value bytes of `page` (page `p` of row group `rg`, `rows` rows), checked.
+    fn decode(&self, page: Option<Page>, rg: usize, p: usize, rows: u64) -> Result<Bytes> {
+        let at = |what: String| self.error(format!("row group {rg} page {p}: {what}"));
+        let (buf, num_values, encoding, levels) = match page {
             Some(Page::DataPage {
                 buf,
                 num_values,
@@ -301,11 +344,8 @@ impl PageCursor {
                 rep_levels_byte_len,
                 ..
             }) => {
-                if num_nulls != 0 || u64::from(num_rows) != end - first {
-                    return Err(at(format!(
-                        "{num_nulls} nulls in {num_rows} rows, expected {}",
-                        end - first
-                    )));
+                if num_nulls != 0 || u64::from(num_rows) != rows {
+                    return Err(at(format!("{num_nulls} nulls in {num_rows} rows, expected {rows}")));
                 }
                 (
                     buf,
@@ -320,7 +360,6 @@ impl PageCursor {
         if encoding != Encoding::PLAIN {
             return Err(at(format!("values in {encoding:?}, not PLAIN")));
         }
-        let rows = end - first;
         let expected = rows as usize * self.leaf.size;
         let values = buf.slice(levels.min(buf.len())..);
         // Every row full: as many values as rows x size, all present (nulls take no bytes).
@@ -331,11 +370,7 @@ impl PageCursor {
                 self.leaf.size
             )));
         }
-        self.loaded = Some(LoadedPage {
-            rows: rg_start + first..rg_start + end,
-            values,
-        });
-        Ok(())
+        Ok(values)
     }
 }
 
@@ -438,6 +473,16 @@ mod tests {
                 let want: Vec<f32> = (0..SIZE).map(|k| (*r as usize * SIZE + k) as f32 * 0.5).collect();
                 assert_eq!(values.values().to_vec(), want, "row {r}");
             }
+            // A walk through every row in batches: reads ahead, across row groups, same values.
+            for batch in (0..ROWS as i64).collect::<Vec<_>>().chunks(100) {
+                let got = cursor.take(batch.iter().copied()).await.expect("walk");
+                let got = got.as_any().downcast_ref::<FixedSizeListArray>().expect("lists");
+                let values = got.values().as_any().downcast_ref::<Float32Array>().expect("f32");
+                let first = batch[0] as usize * SIZE;
+                let want: Vec<f32> = (first..first + batch.len() * SIZE).map(|i| i as f32 * 0.5).collect();
+                assert_eq!(values.values().to_vec(), want, "rows from {}", batch[0]);
+            }
+            assert!(cursor.loaded.len() > 1, "no read-ahead: {} page", cursor.loaded.len());
             let err = cursor.take([1000i64]).await.expect_err("past the end").to_string();
             assert!(err.contains("t/f.parquet") && err.contains("row 1000"), "{err}");
         }
