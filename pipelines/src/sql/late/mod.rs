@@ -37,13 +37,14 @@ use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::{StreamExt, TryStreamExt};
 
-use pages::{ListLeaf, PageCursor};
+use pages::{ListLeaf, PageCursor, ReadCounters};
 
 /// The name of the row-position column the narrowed scan adds.
 const ROW: &str = "__terrastream_file_row";
@@ -87,6 +88,16 @@ enum Source {
 pub struct LateListExec {
     reader: Arc<Reader>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+/// What `EXPLAIN ANALYZE` shows of a partition: rows out, pages and bytes read late, and files
+/// that went through the original scan.
+#[derive(Clone)]
+struct Counters {
+    rows: Count,
+    late: ReadCounters,
+    scanned_files: Count,
 }
 
 /// The FixedSizeList fields worth reading late: non-null lists of non-null floats.
@@ -196,6 +207,7 @@ impl LateListExec {
                 schema,
             }),
             properties: Arc::clone(exec.properties()),
+            metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
 
@@ -236,7 +248,12 @@ struct Reader {
 
 impl Reader {
     /// The output of `file`: late when its list columns allow, else the original scan.
-    async fn file(self: Arc<Self>, file: PartitionedFile, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    async fn file(
+        self: Arc<Self>,
+        file: PartitionedFile,
+        ctx: Arc<TaskContext>,
+        counters: Counters,
+    ) -> Result<SendableRecordBatchStream> {
         let store = ctx.runtime_env().object_store(&self.original.object_store_url)?;
         let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
         let meta = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
@@ -250,7 +267,12 @@ impl Reader {
             Ok(leaves) => leaves,
             Err(reason) => {
                 tracing::debug!(file = %file.object_meta.location, %reason, "list columns read by the scan");
-                return LateListExec::one_file(&self.original, &file).execute(0, ctx);
+                counters.scanned_files.add(1);
+                let rows = counters.rows.clone();
+                let scan = LateListExec::one_file(&self.original, &file).execute(0, ctx)?;
+                let schema = scan.schema();
+                let counted = scan.inspect_ok(move |b| rows.add(b.num_rows()));
+                return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)));
             }
         };
         let scan = LateListExec::one_file(&self.narrow, &file).execute(0, ctx)?;
@@ -263,15 +285,21 @@ impl Reader {
                     Arc::clone(&meta),
                     leaf,
                 )
+                .with_counters(counters.late.clone())
             })
             .collect();
         let schema = Arc::clone(&self.schema);
-        let stream = futures::stream::try_unfold((scan, cursors, self), |(mut scan, mut cursors, this)| async move {
-            let Some(batch) = scan.next().await.transpose()? else {
-                return Ok(None);
-            };
-            let out = this.assemble(&batch, &mut cursors).await?;
-            Ok(Some((out, (scan, cursors, this))))
+        let rows = counters.rows.clone();
+        let stream = futures::stream::try_unfold((scan, cursors, self), move |(mut scan, mut cursors, this)| {
+            let rows = rows.clone();
+            async move {
+                let Some(batch) = scan.next().await.transpose()? else {
+                    return Ok(None);
+                };
+                let out = this.assemble(&batch, &mut cursors).await?;
+                rows.add(out.num_rows());
+                Ok(Some((out, (scan, cursors, this))))
+            }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
@@ -351,6 +379,10 @@ impl ExecutionPlan for LateListExec {
         self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let files = self
             .reader
@@ -361,8 +393,16 @@ impl ExecutionPlan for LateListExec {
             .files()
             .to_vec();
         let reader = Arc::clone(&self.reader);
+        let counters = Counters {
+            rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+            late: ReadCounters {
+                pages: MetricBuilder::new(&self.metrics).counter("late_pages", partition),
+                bytes: MetricBuilder::new(&self.metrics).counter("late_bytes", partition),
+            },
+            scanned_files: MetricBuilder::new(&self.metrics).counter("files_not_late", partition),
+        };
         let stream = futures::stream::iter(files)
-            .then(move |file| Arc::clone(&reader).file(file, Arc::clone(&context)))
+            .then(move |file| Arc::clone(&reader).file(file, Arc::clone(&context), counters.clone()))
             .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.reader.schema),
@@ -443,6 +483,31 @@ mod tests {
         assert!(plan.contains("LateListExec: late=[embedding]"), "{plan}");
         assert!(!eager_plan.contains("LateListExec"), "{eager_plan}");
         assert_eq!(late, eager);
+        // EXPLAIN ANALYZE counts what was read late and which file went through the scan.
+        let (analyzed, _) = run(true, dir.path(), &format!("EXPLAIN ANALYZE {filtered}")).await;
+        let line = analyzed
+            .lines()
+            .find(|l| l.contains("LateListExec"))
+            .unwrap_or_else(|| panic!("{analyzed}"));
+        let metric = |name: &str| -> u64 {
+            let at = line
+                .find(&format!("{name}="))
+                .unwrap_or_else(|| panic!("no {name}: {line}"))
+                + name.len()
+                + 1;
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(metric("files_not_late"), 1, "{line}");
+        assert!(metric("late_pages") > 5 && metric("late_bytes") > 0, "{line}");
+        assert_eq!(
+            metric("output_rows") as usize,
+            late.lines().filter(|l| l.starts_with("| ")).count() - 1,
+            "{line}"
+        );
         // Rows from a late file and from the dictionary file.
         for row in [
             "| 2    | [2.0, 2.1, 2.2, 2.3]",

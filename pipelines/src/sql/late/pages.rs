@@ -27,6 +27,7 @@ use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::parquet::file::page_index::offset_index::PageLocation;
 use datafusion::parquet::file::reader::{ChunkReader, Length};
 use datafusion::parquet::file::serialized_reader::SerializedPageReader;
+use datafusion::physical_plan::metrics::Count;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -147,6 +148,15 @@ impl ChunkReader for PageBytes {
     }
 }
 
+/// Pages and bytes a [`PageCursor`] read (for `EXPLAIN ANALYZE`).
+#[derive(Debug, Clone, Default)]
+pub struct ReadCounters {
+    /// Data pages decoded.
+    pub pages: Count,
+    /// Bytes fetched from the store.
+    pub bytes: Count,
+}
+
 /// The decoded values of one page and the file rows they belong to.
 struct LoadedPage {
     rows: Range<u64>,
@@ -169,6 +179,7 @@ pub struct PageCursor {
     /// `(row group, page)` just after the last read: asking for it next means the scan walks
     /// the pages in order, and the next read takes several.
     next: Option<(usize, usize)>,
+    counters: ReadCounters,
 }
 
 /// At most this many bytes of consecutive pages per read once a scan walks a column in order:
@@ -194,7 +205,14 @@ impl PageCursor {
             loaded: Vec::new(),
             current: 0,
             next: None,
+            counters: ReadCounters::default(),
         }
+    }
+
+    /// Counts what it reads into `counters`.
+    pub fn with_counters(mut self, counters: ReadCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     fn error(&self, what: String) -> DataFusionError {
@@ -278,6 +296,8 @@ impl PageCursor {
             .get_range(&self.location, range.clone())
             .await
             .map_err(|e| self.error(format!("row group {rg} pages {page}..={last}: bytes {range:?}: {e}")))?;
+        self.counters.bytes.add(bytes.len());
+        self.counters.pages.add(last - page + 1);
         let chunk = PageBytes {
             start: range.start,
             bytes,
