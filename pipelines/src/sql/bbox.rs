@@ -14,7 +14,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
-use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -22,6 +21,8 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::parquet::file::metadata::RowGroupMetaData;
 use datafusion::parquet::file::statistics::Statistics;
 use datafusion::physical_plan::ExecutionPlan;
+
+use super::tables::parquet_metadata;
 
 /// The covering column of GeoParquet 1.1 footprints.
 pub const BBOX: &str = "bbox";
@@ -155,17 +156,12 @@ impl StructPruned {
         };
         let mut config = config.clone();
         let store = state.runtime_env().object_store(&config.object_store_url)?;
-        let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         let (mut kept, mut total) = (0usize, 0usize);
         let mut groups = Vec::with_capacity(config.file_groups.len());
         for group in std::mem::take(&mut config.file_groups) {
             let mut files = Vec::with_capacity(group.len());
             for mut file in group.into_inner() {
-                // Through the session's footer cache, which the scan then reads from.
-                let metadata = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
-                    .with_file_metadata_cache(Some(Arc::clone(&cache)))
-                    .fetch_metadata()
-                    .await?;
+                let metadata = parquet_metadata(state.runtime_env(), store.as_ref(), &file.object_meta).await?;
                 let mut access = ParquetAccessPlan::new_all(metadata.num_row_groups());
                 let mut any = false;
                 for (i, rg) in metadata.row_groups().iter().enumerate() {

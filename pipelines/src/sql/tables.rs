@@ -200,6 +200,21 @@ async fn read_json_records(opened: &Opened, dir: &str) -> Result<Vec<serde_json:
     Ok(records)
 }
 
+/// The footer of the Parquet file `meta` with its page index, through the session's footer
+/// cache (which DataFusion's scans read from too, so a file's footer is fetched once).
+pub(crate) async fn parquet_metadata(
+    env: &datafusion::execution::runtime_env::RuntimeEnv,
+    store: &dyn ObjectStore,
+    meta: &object_store::ObjectMeta,
+) -> datafusion::common::Result<Arc<datafusion::parquet::file::metadata::ParquetMetaData>> {
+    use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+    DFParquetMetadata::new(store, meta)
+        .with_file_metadata_cache(Some(env.cache_manager.get_file_metadata_cache()))
+        .with_page_index_policy(Some(datafusion::parquet::file::metadata::PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await
+}
+
 /// Registers the `--tables` arguments with `ctx`.
 pub async fn register(ctx: &SessionContext, args: &[String]) -> Result<Registered> {
     let mut embeddings: Vec<(String, bool)> = Vec::new();

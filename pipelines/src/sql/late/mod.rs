@@ -26,11 +26,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileSource, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
-use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::projection::{ProjectionExpr, ProjectionExprs};
 use datafusion::physical_expr::utils::collect_columns;
@@ -91,11 +89,10 @@ pub struct LateListExec {
     metrics: ExecutionPlanMetricsSet,
 }
 
-/// What `EXPLAIN ANALYZE` shows of a partition: rows out, pages and bytes read late, and files
-/// that went through the original scan.
+/// What `EXPLAIN ANALYZE` shows of a partition besides its output rows: pages and bytes read
+/// late, and files that went through the original scan.
 #[derive(Clone)]
 struct Counters {
-    rows: Count,
     late: ReadCounters,
     scanned_files: Count,
 }
@@ -255,12 +252,7 @@ impl Reader {
         counters: Counters,
     ) -> Result<SendableRecordBatchStream> {
         let store = ctx.runtime_env().object_store(&self.original.object_store_url)?;
-        let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-        let meta = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
-            .with_file_metadata_cache(Some(cache))
-            .with_page_index_policy(Some(PageIndexPolicy::Optional))
-            .fetch_metadata()
-            .await?;
+        let meta = super::tables::parquet_metadata(&ctx.runtime_env(), store.as_ref(), &file.object_meta).await?;
         let leaves: std::result::Result<Vec<ListLeaf>, String> =
             self.late.fields().iter().map(|f| ListLeaf::find(&meta, f)).collect();
         let leaves = match leaves {
@@ -268,11 +260,7 @@ impl Reader {
             Err(reason) => {
                 tracing::debug!(file = %file.object_meta.location, %reason, "list columns read by the scan");
                 counters.scanned_files.add(1);
-                let rows = counters.rows.clone();
-                let scan = LateListExec::one_file(&self.original, &file).execute(0, ctx)?;
-                let schema = scan.schema();
-                let counted = scan.inspect_ok(move |b| rows.add(b.num_rows()));
-                return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)));
+                return LateListExec::one_file(&self.original, &file).execute(0, ctx);
             }
         };
         let scan = LateListExec::one_file(&self.narrow, &file).execute(0, ctx)?;
@@ -289,17 +277,12 @@ impl Reader {
             })
             .collect();
         let schema = Arc::clone(&self.schema);
-        let rows = counters.rows.clone();
-        let stream = futures::stream::try_unfold((scan, cursors, self), move |(mut scan, mut cursors, this)| {
-            let rows = rows.clone();
-            async move {
-                let Some(batch) = scan.next().await.transpose()? else {
-                    return Ok(None);
-                };
-                let out = this.assemble(&batch, &mut cursors).await?;
-                rows.add(out.num_rows());
-                Ok(Some((out, (scan, cursors, this))))
-            }
+        let stream = futures::stream::try_unfold((scan, cursors, self), |(mut scan, mut cursors, this)| async move {
+            let Some(batch) = scan.next().await.transpose()? else {
+                return Ok(None);
+            };
+            let out = this.assemble(&batch, &mut cursors).await?;
+            Ok(Some((out, (scan, cursors, this))))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
@@ -393,8 +376,8 @@ impl ExecutionPlan for LateListExec {
             .files()
             .to_vec();
         let reader = Arc::clone(&self.reader);
+        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let counters = Counters {
-            rows: MetricBuilder::new(&self.metrics).output_rows(partition),
             late: ReadCounters {
                 pages: MetricBuilder::new(&self.metrics).counter("late_pages", partition),
                 bytes: MetricBuilder::new(&self.metrics).counter("late_bytes", partition),
@@ -403,7 +386,8 @@ impl ExecutionPlan for LateListExec {
         };
         let stream = futures::stream::iter(files)
             .then(move |file| Arc::clone(&reader).file(file, Arc::clone(&context), counters.clone()))
-            .try_flatten();
+            .try_flatten()
+            .inspect_ok(move |b| rows.add(b.num_rows()));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.reader.schema),
             stream,

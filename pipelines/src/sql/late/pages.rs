@@ -163,8 +163,8 @@ struct LoadedPage {
     values: Bytes,
 }
 
-/// Reads rows of one [`ListLeaf`] of one file, keeping the last page it decoded (consecutive
-/// batches of a scan mostly ask for rows of the same page).
+/// Reads rows of one [`ListLeaf`] of one file, keeping the pages of its last read (consecutive
+/// batches of a scan mostly ask for rows of the same pages).
 pub struct PageCursor {
     store: Arc<dyn ObjectStore>,
     location: ObjectPath,
